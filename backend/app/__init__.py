@@ -1,0 +1,3 @@
+"""Todo API backend."""
+
+__version__ = "0.1.0"

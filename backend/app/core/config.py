@@ -1,0 +1,93 @@
+"""Application settings, read from the environment (and an optional .env file)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+from app import __version__
+
+DRIVER = "postgresql+psycopg"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+    )
+
+    PROJECT_NAME: str = "Todo API"
+    VERSION: str = __version__
+    DEBUG: bool = False
+    SECRET_KEY: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_urlsafe(32)))
+
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    LOG_FORMAT: Literal["json", "plain"] = "json"
+
+    # Comma-separated list ("http://a,http://b") or a JSON list.
+    CORS_ORIGINS: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
+
+    # Database: either DATABASE_URL, or the DB_* parts it is built from.
+    DATABASE_URL: SecretStr | None = None
+    DB_HOST: str = "postgres"
+    DB_PORT: int = Field(default=5432, ge=1, le=65535)
+    DB_NAME: str = "app"
+    DB_USER: str = "app"
+    DB_PASSWORD: SecretStr = SecretStr("")
+
+    DB_POOL_SIZE: int = Field(default=5, ge=5, le=20)
+    DB_MAX_OVERFLOW: int = Field(default=10, ge=0, le=100)
+    DB_POOL_TIMEOUT: float = Field(default=10.0, gt=0, le=300)
+    DB_POOL_RECYCLE: int = Field(default=1800, ge=-1)
+    # libpq connect_timeout, whole seconds (libpq treats 1 as 2).
+    DB_CONNECT_TIMEOUT: int = Field(default=2, ge=1, le=60)
+    # Server-side statement_timeout for every connection; 0 disables it.
+    DB_STATEMENT_TIMEOUT_MS: int = Field(default=5000, ge=0)
+
+    # Upper bound for the whole /health database probe, seconds.
+    HEALTH_CHECK_TIMEOUT: float = Field(default=1.5, gt=0, le=30)
+    # Largest accepted request body, bytes (1 MiB).
+    MAX_BODY_SIZE: int = Field(default=1024 * 1024, ge=1)
+
+    @field_validator("CORS_ORIGINS", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                value = json.loads(text)
+            else:
+                value = text.split(",")
+        if isinstance(value, (list, tuple)):
+            return [str(o).strip().rstrip("/") for o in value if str(o).strip()]
+        return value
+
+    @property
+    def SQLALCHEMY_DATABASE_URI(self) -> URL:
+        """The database URL, always with the psycopg 3 driver."""
+        if self.DATABASE_URL is not None:
+            url = make_url(self.DATABASE_URL.get_secret_value())
+            if url.drivername in ("postgres", "postgresql", "postgresql+psycopg2"):
+                url = url.set(drivername=DRIVER)
+            return url
+        return URL.create(
+            drivername=DRIVER,
+            username=self.DB_USER,
+            password=self.DB_PASSWORD.get_secret_value() or None,
+            host=self.DB_HOST,
+            port=self.DB_PORT,
+            database=self.DB_NAME,
+        )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

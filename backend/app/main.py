@@ -1,0 +1,114 @@
+"""FastAPI application."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import exc as sa_exc
+
+from app.api.router import api_router, root_router
+from app.core import metrics
+from app.core.config import Settings, get_settings
+from app.core.db import create_db_engine, create_session_factory
+from app.core.logging import configure_logging
+from app.core.middleware import BodySizeLimitMiddleware, RequestLogMiddleware
+from app.schemas import AppInfo
+
+log = logging.getLogger("app")
+
+DB_UNAVAILABLE = {"detail": "Database unavailable"}
+
+
+def _is_connectivity_error(exc: Exception) -> bool:
+    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)):
+        return True
+    return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+
+
+async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    if _is_connectivity_error(exc):
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        log.warning(
+            "database unavailable: %s: %s",
+            type(exc).__name__,
+            reason[0][:300] if reason else "",
+            extra={"path": request.url.path},
+        )
+        return JSONResponse(DB_UNAVAILABLE, status_code=503, headers={"Retry-After": "5"})
+    log.error("database error", exc_info=exc, extra={"path": request.url.path})
+    return JSONResponse({"detail": "Internal server error"}, status_code=500)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.LOG_LEVEL if not settings.DEBUG else "DEBUG", settings.LOG_FORMAT)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = settings.SQLALCHEMY_DATABASE_URI
+        log.info(
+            "starting %s %s (database %s:%s/%s)",
+            settings.PROJECT_NAME,
+            settings.VERSION,
+            db.host,
+            db.port,
+            db.database,
+        )
+        try:
+            yield
+        finally:
+            app.state.health_executor.shutdown(wait=False, cancel_futures=True)
+            app.state.engine.dispose()
+
+    app = FastAPI(
+        title=settings.PROJECT_NAME,
+        version=settings.VERSION,
+        debug=settings.DEBUG,
+        lifespan=lifespan,
+    )
+    engine = create_db_engine(settings)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = create_session_factory(engine)
+    app.state.health_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="health")
+
+    # Added innermost first: RequestLog wraps CORS wraps the body limit, so
+    # every response (413s and 503s included) is logged, counted and CORS-tagged.
+    app.add_middleware(BodySizeLimitMiddleware, max_body_size=settings.MAX_BODY_SIZE)
+    allow_all = "*" in settings.CORS_ORIGINS
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"] if allow_all else settings.CORS_ORIGINS,
+        allow_credentials=not allow_all,
+        allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=["*"],
+        expose_headers=["X-Request-ID"],
+        max_age=600,
+    )
+    app.add_middleware(RequestLogMiddleware)
+
+    app.add_exception_handler(sa_exc.DBAPIError, database_error_handler)
+    app.add_exception_handler(sa_exc.TimeoutError, database_error_handler)
+
+    app.include_router(root_router)
+    app.include_router(api_router)
+
+    @app.get("/", response_model=AppInfo, tags=["meta"])
+    def root() -> AppInfo:
+        return AppInfo(name=settings.PROJECT_NAME, version=settings.VERSION)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    return app
+
+
+app = create_app()
