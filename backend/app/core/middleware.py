@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import HTTPException
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import JSONResponse
-from starlette.routing import Match
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core import metrics
@@ -23,23 +23,40 @@ QUIET_PATHS = {"/health", "/metrics"}
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-def route_template(scope: Scope) -> str:
-    """The route's path template ("/api/v1/todos/{todo_id}"), never the raw path.
+class RouteTemplates:
+    """Maps a request path to its route's path template
+    ("/api/v1/todos/{todo_id}"), never the raw path, which keeps the metrics'
+    label cardinality bounded.
 
-    Using templates keeps the metrics' label cardinality bounded.
+    Built once, lazily, from the OpenAPI paths (full templates, prefixes
+    included, whatever the FastAPI version does internally with included
+    routers) plus the app's plain top-level routes (/metrics, /docs, ...).
     """
-    route = scope.get("route")
-    if route is not None and getattr(route, "path", None):
-        return route.path
-    app = scope.get("app")
-    partial = None
-    for candidate in getattr(getattr(app, "router", None), "routes", ()):
-        match, _ = candidate.matches(scope)
-        if match == Match.FULL:
-            return candidate.path
-        if match == Match.PARTIAL and partial is None:
-            partial = candidate.path
-    return partial or UNMATCHED
+
+    def __init__(self) -> None:
+        self._patterns: list[tuple[re.Pattern[str], str]] | None = None
+
+    def _build(self, app: Any) -> list[tuple[re.Pattern[str], str]]:
+        templates: set[str] = set(app.openapi().get("paths", {}))
+        for route in getattr(app, "routes", ()):
+            path = getattr(route, "path", None)
+            if isinstance(path, str) and path.startswith("/"):
+                templates.add(path)
+        # Literal segments win over parameters ("/todos/stats" before "/todos/{id}").
+        ordered = sorted(templates, key=lambda t: (t.count("{"), -len(t)))
+        return [(compile_path(t)[0], t) for t in ordered]
+
+    def __call__(self, scope: Scope) -> str:
+        app = scope.get("app")
+        if app is None or not hasattr(app, "openapi"):
+            return UNMATCHED
+        if self._patterns is None:
+            self._patterns = self._build(app)
+        path = scope.get("path", "")
+        for pattern, template in self._patterns:
+            if pattern.match(path):
+                return template
+        return UNMATCHED
 
 
 class RequestLogMiddleware:
@@ -48,6 +65,7 @@ class RequestLogMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.route_template = RouteTemplates()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,7 +88,7 @@ class RequestLogMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
-            template = route_template(scope)
+            template = self.route_template(scope)
             method = scope["method"]
             metrics.observe(method, template, status_code, elapsed)
             client = scope.get("client")

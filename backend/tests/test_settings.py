@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from app.core.config import Settings
+
+
+def make(**values: object) -> Settings:
+    return Settings(_env_file=None, **values)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("DATABASE_URL", "DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD",
+                 "DB_POOL_SIZE", "DB_MAX_OVERFLOW", "DB_CONNECT_TIMEOUT", "CORS_ORIGINS",
+                 "DEBUG", "SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults() -> None:
+    s = make()
+    assert s.DB_HOST == "postgres"
+    assert s.DB_PORT == 5432
+    assert s.DB_POOL_SIZE == 5
+    assert s.DB_CONNECT_TIMEOUT == 2
+    assert s.CORS_ORIGINS == ["http://localhost:3000"]
+    assert s.DEBUG is False
+    assert len(s.SECRET_KEY.get_secret_value()) >= 32
+
+
+@pytest.mark.parametrize("size", [5, 12, 20])
+def test_pool_size_in_bounds(size: int) -> None:
+    assert make(DB_POOL_SIZE=size).DB_POOL_SIZE == size
+
+
+@pytest.mark.parametrize("size", [0, 4, 21, 100])
+def test_pool_size_out_of_bounds(size: int) -> None:
+    with pytest.raises(ValidationError, match="DB_POOL_SIZE"):
+        make(DB_POOL_SIZE=size)
+
+
+def test_pool_size_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DB_POOL_SIZE", "21")
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None)
+    monkeypatch.setenv("DB_POOL_SIZE", "7")
+    assert Settings(_env_file=None).DB_POOL_SIZE == 7
+
+
+def test_url_from_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DB_HOST", "db.internal")
+    monkeypatch.setenv("DB_PORT", "6543")
+    monkeypatch.setenv("DB_NAME", "todos")
+    monkeypatch.setenv("DB_USER", "u")
+    monkeypatch.setenv("DB_PASSWORD", "p@ss:w/rd")
+    url = Settings(_env_file=None).SQLALCHEMY_DATABASE_URI
+    assert url.drivername == "postgresql+psycopg"
+    assert (url.host, url.port, url.database, url.username, url.password) == (
+        "db.internal", 6543, "todos", "u", "p@ss:w/rd",
+    )
+
+
+def test_database_url_overrides_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DB_HOST", "ignored")
+    monkeypatch.setenv("DB_NAME", "ignored")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://x:y@elsewhere:5433/other")
+    url = Settings(_env_file=None).SQLALCHEMY_DATABASE_URI
+    assert url.drivername == "postgresql+psycopg"
+    assert (url.host, url.port, url.database, url.username, url.password) == (
+        "elsewhere", 5433, "other", "x", "y",
+    )
+
+
+def test_postgres_scheme_is_accepted() -> None:
+    url = make(DATABASE_URL="postgres://a:b@h/d").SQLALCHEMY_DATABASE_URI
+    assert url.drivername == "postgresql+psycopg"
+
+
+def test_secrets_are_not_in_repr() -> None:
+    s = make(DB_PASSWORD="hunter2", SECRET_KEY="k" * 40, DATABASE_URL="postgresql://u:hunter2@h/d")
+    assert "hunter2" not in repr(s)
+    assert "k" * 40 not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("http://localhost:3000", ["http://localhost:3000"]),
+        ("http://a.example, https://b.example/ ,", ["http://a.example", "https://b.example"]),
+        ('["http://a.example","http://b.example"]', ["http://a.example", "http://b.example"]),
+    ],
+)
+def test_cors_origins_from_env(monkeypatch: pytest.MonkeyPatch, raw: str, expected: list[str]) -> None:
+    monkeypatch.setenv("CORS_ORIGINS", raw)
+    assert Settings(_env_file=None).CORS_ORIGINS == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("DB_CONNECT_TIMEOUT", 0), ("DB_PORT", 0), ("DB_MAX_OVERFLOW", -1), ("HEALTH_CHECK_TIMEOUT", 0)],
+)
+def test_other_bounds(name: str, value: int) -> None:
+    with pytest.raises(ValidationError):
+        make(**{name: value})
+
+
+def test_debug_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEBUG", "true")
+    assert Settings(_env_file=None).DEBUG is True

@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from fastapi.testclient import TestClient
+
+URL = "/api/v1/todos"
+
+
+def create(client: TestClient, title: str, **extra: object) -> dict:
+    response = client.post(URL, json={"title": title, **extra})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_create_returns_201_and_the_todo(client: TestClient) -> None:
+    body = create(client, "  buy milk  ")
+    assert body["title"] == "buy milk"
+    assert body["done"] is False
+    assert isinstance(body["id"], int)
+    created = datetime.fromisoformat(body["created_at"])
+    assert created.tzinfo is not None
+    assert body["updated_at"] == body["created_at"]
+
+
+def test_create_done(client: TestClient) -> None:
+    assert create(client, "x", done=True)["done"] is True
+
+
+def test_get_by_id(client: TestClient) -> None:
+    todo = create(client, "read me")
+    response = client.get(f"{URL}/{todo['id']}")
+    assert response.status_code == 200
+    assert response.json() == todo
+
+
+def test_patch_title_and_done(client: TestClient) -> None:
+    todo = create(client, "old")
+    response = client.patch(f"{URL}/{todo['id']}", json={"done": True})
+    assert response.status_code == 200, response.text
+    assert response.json()["done"] is True
+    assert response.json()["title"] == "old"
+
+    response = client.patch(f"{URL}/{todo['id']}", json={"title": " new "})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["title"] == "new"
+    assert body["done"] is True
+    assert datetime.fromisoformat(body["updated_at"]) > datetime.fromisoformat(todo["updated_at"])
+    assert body["created_at"] == todo["created_at"]
+    assert client.get(f"{URL}/{todo['id']}").json() == body
+
+
+def test_patch_empty_body_changes_nothing(client: TestClient) -> None:
+    todo = create(client, "same")
+    response = client.patch(f"{URL}/{todo['id']}", json={})
+    assert response.status_code == 200
+    assert response.json() == todo
+
+
+def test_delete(client: TestClient) -> None:
+    todo = create(client, "bye")
+    response = client.delete(f"{URL}/{todo['id']}")
+    assert response.status_code == 204
+    assert response.content == b""
+    assert client.get(f"{URL}/{todo['id']}").status_code == 404
+    assert client.delete(f"{URL}/{todo['id']}").status_code == 404
+
+
+@pytest.mark.parametrize("method", ["get", "patch", "delete"])
+@pytest.mark.parametrize("todo_id", [123, 2**31, 2**70])
+def test_unknown_id_is_404(client: TestClient, method: str, todo_id: int) -> None:
+    kwargs = {"json": {"done": True}} if method == "patch" else {}
+    response = getattr(client, method)(f"{URL}/{todo_id}", **kwargs)
+    assert response.status_code == 404
+    assert response.json() == {"detail": f"Todo {todo_id} not found"}
+
+
+def test_non_integer_id_is_422(client: TestClient) -> None:
+    assert client.get(f"{URL}/abc").status_code == 422
+
+
+def test_list_is_paginated_newest_first(client: TestClient) -> None:
+    ids = [create(client, f"todo {i}")["id"] for i in range(25)]
+    newest_first = list(reversed(ids))
+
+    page = client.get(URL).json()
+    assert page["total"] == 25
+    assert page["limit"] == 20
+    assert page["offset"] == 0
+    assert [t["id"] for t in page["items"]] == newest_first[:20]
+
+    page = client.get(URL, params={"limit": 10, "offset": 20}).json()
+    assert page == {**page, "total": 25, "limit": 10, "offset": 20}
+    assert [t["id"] for t in page["items"]] == newest_first[20:]
+
+    page = client.get(URL, params={"limit": 100, "offset": 1000}).json()
+    assert page["items"] == []
+    assert page["total"] == 25
+
+
+def test_list_empty(client: TestClient) -> None:
+    assert client.get(URL).json() == {"items": [], "total": 0, "limit": 20, "offset": 0}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"limit": 0}, {"limit": 101}, {"offset": -1}, {"limit": "x"}],
+)
+def test_list_bad_pagination_is_422(client: TestClient, params: dict) -> None:
+    assert client.get(URL, params=params).status_code == 422
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"title": ""},
+        {"title": "   "},
+        {"title": "\t\n "},
+        {"title": "x" * 201},
+        {"title": None},
+        {"title": 5},
+        {"title": "ok", "done": "yes"},
+        {"title": "ok", "priority": 1},
+        ["title"],
+    ],
+)
+def test_create_invalid_is_422(client: TestClient, payload: object) -> None:
+    response = client.post(URL, json=payload)
+    assert response.status_code == 422, response.text
+    assert "detail" in response.json()
+    assert client.get(URL).json()["total"] == 0
+
+
+def test_unknown_field_error_names_the_field(client: TestClient) -> None:
+    response = client.post(URL, json={"title": "ok", "priority": 1})
+    errors = response.json()["detail"]
+    assert any(e["type"] == "extra_forbidden" and e["loc"][-1] == "priority" for e in errors)
+
+
+def test_invalid_json_is_422(client: TestClient) -> None:
+    response = client.post(
+        URL, content=b'{"title": "unterminated', headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+
+
+def test_title_length_limits(client: TestClient) -> None:
+    assert create(client, "x" * 200)["title"] == "x" * 200
+    # Whitespace is trimmed before the length check.
+    assert create(client, "  " + "y" * 200 + "  ")["title"] == "y" * 200
+    assert client.post(URL, json={"title": "z" * 201}).status_code == 422
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"title": ""}, {"title": "  "}, {"title": "x" * 201}, {"title": None}, {"done": None},
+     {"done": "true"}, {"id": 5}, {"created_at": "2020-01-01T00:00:00Z"}],
+)
+def test_patch_invalid_is_422(client: TestClient, payload: dict) -> None:
+    todo = create(client, "keep")
+    response = client.patch(f"{URL}/{todo['id']}", json=payload)
+    assert response.status_code == 422, response.text
+    assert client.get(f"{URL}/{todo['id']}").json() == todo
