@@ -17,7 +17,11 @@ from app.core import metrics
 from app.core.config import Settings, get_settings
 from app.core.db import create_db_engine, create_session_factory
 from app.core.logging import configure_logging
-from app.core.middleware import BodySizeLimitMiddleware, RequestLogMiddleware
+from app.core.middleware import (
+    BodySizeLimitMiddleware,
+    RequestLogMiddleware,
+    RequestTimeoutMiddleware,
+)
 from app.schemas import AppInfo
 
 log = logging.getLogger("app")
@@ -78,9 +82,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.session_factory = create_session_factory(engine)
     app.state.health_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="health")
 
-    # Added innermost first: RequestLog wraps CORS wraps the body limit, so
-    # every response (413s and 503s included) is logged, counted and CORS-tagged.
+    # Added innermost first. Outermost to innermost: RequestLog, CORS,
+    # RequestTimeout, BodySizeLimit; so every response (413s and 503s
+    # included) is logged, counted and CORS-tagged.
     app.add_middleware(BodySizeLimitMiddleware, max_body_size=settings.MAX_BODY_SIZE)
+    app.add_middleware(
+        RequestTimeoutMiddleware,
+        timeout=settings.REQUEST_TIMEOUT,
+        exempt_paths=frozenset({"/health"}),  # bounded by HEALTH_CHECK_TIMEOUT
+    )
     allow_all = "*" in settings.CORS_ORIGINS
     app.add_middleware(
         CORSMiddleware,

@@ -1,5 +1,5 @@
-"""A loopback TCP proxy that can be cut and restored, to simulate a
-database that goes away and comes back."""
+"""A loopback TCP proxy that can be cut, frozen and restored, to simulate a
+database that goes away (or stops answering) and comes back."""
 
 from __future__ import annotations
 
@@ -14,6 +14,15 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._flowing = threading.Event()
+        self._flowing.set()
+
+    def freeze(self) -> None:
+        """Keep every connection open but pass no bytes: a hung server."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
 
     def start(self) -> None:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -26,6 +35,7 @@ class TcpProxy:
 
     def stop(self) -> None:
         """Refuse new connections and cut the open ones."""
+        self._flowing.set()
         if self._listener is not None:
             try:
                 self._listener.shutdown(socket.SHUT_RDWR)
@@ -59,10 +69,10 @@ class TcpProxy:
             for src, dst in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                self._flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass

@@ -29,8 +29,8 @@ def test_health_ok(client: TestClient) -> None:
     assert body["version"] == __version__
 
 
-def _down_client(database_url: str) -> Iterator[TestClient]:
-    app = create_app(make_settings(database_url))
+def _down_client(database_url: str | URL, **overrides: object) -> Iterator[TestClient]:
+    app = create_app(make_settings(database_url, **overrides))
     with TestClient(app) as c:
         yield c
 
@@ -125,5 +125,35 @@ def test_recovers_when_database_comes_back(database_url: URL) -> None:
             response = client.get(f"/api/v1/todos/{todo_id}")
             assert response.status_code == 200
             assert response.json()["title"] == "survives"
+    finally:
+        proxy.stop()
+
+
+def test_requests_do_not_hang_on_a_frozen_database(database_url: URL) -> None:
+    """A server that keeps connections open but never replies: /health still
+    answers within 2 s and API calls get a 503 at REQUEST_TIMEOUT."""
+    proxy = TcpProxy(database_url.host or "localhost", database_url.port or 5432)
+    proxy.start()
+    try:
+        via_proxy = database_url.set(host="127.0.0.1", port=proxy.port)
+        for client in _down_client(via_proxy, REQUEST_TIMEOUT=1.0):
+            for _ in range(3):  # leave idle connections in the pool
+                assert client.get("/api/v1/todos").status_code == 200
+            proxy.freeze()
+            _assert_degraded(client)
+            started = time.monotonic()
+            response = client.get("/api/v1/todos")
+            elapsed = time.monotonic() - started
+            assert response.status_code == 503
+            assert response.json() == {"detail": "Request timed out"}
+            assert response.headers["retry-after"] == "5"
+            assert elapsed < 2.0, f"took {elapsed:.2f}s"
+
+            proxy.thaw()
+            deadline = time.monotonic() + 10
+            while client.get("/api/v1/todos").status_code != 200:
+                assert time.monotonic() < deadline, "did not recover after the thaw"
+                time.sleep(0.2)
+            assert client.get("/health").status_code == 200
     finally:
         proxy.stop()

@@ -45,7 +45,8 @@ class Settings(BaseSettings):
 
     DB_POOL_SIZE: int = Field(default=5, ge=5, le=20)
     DB_MAX_OVERFLOW: int = Field(default=10, ge=0, le=100)
-    DB_POOL_TIMEOUT: float = Field(default=10.0, gt=0, le=300)
+    # Seconds to wait for a free pooled connection.
+    DB_POOL_TIMEOUT: float = Field(default=5.0, gt=0, le=300)
     DB_POOL_RECYCLE: int = Field(default=1800, ge=-1)
     # libpq connect_timeout, whole seconds (libpq treats 1 as 2).
     DB_CONNECT_TIMEOUT: int = Field(default=2, ge=1, le=60)
@@ -54,6 +55,9 @@ class Settings(BaseSettings):
 
     # Upper bound for the whole /health database probe, seconds.
     HEALTH_CHECK_TIMEOUT: float = Field(default=1.5, gt=0, le=30)
+    # Answer 503 to any request still without a response after this many
+    # seconds (a database that accepts connections but never replies); 0 disables.
+    REQUEST_TIMEOUT: float = Field(default=10.0, ge=0, le=600)
     # Largest accepted request body, bytes (1 MiB).
     MAX_BODY_SIZE: int = Field(default=1024 * 1024, ge=1)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -17,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.core import metrics
 
 access_log = logging.getLogger("app.access")
+log = logging.getLogger("app")
 
 UNMATCHED = "<unmatched>"
 QUIET_PATHS = {"/health", "/metrics"}
@@ -169,6 +171,75 @@ class BodySizeLimitMiddleware:
             await _reply(scope, receive, send, 413, exc.detail)
 
 
-async def _reply(scope: Scope, receive: Receive, send: Send, status: int, detail: str) -> None:
-    response = JSONResponse({"detail": detail}, status_code=status, headers={"Connection": "close"})
+class RequestTimeoutMiddleware:
+    """Answers 503 when a request has produced no response after `timeout` seconds.
+
+    Route handlers are synchronous and run in threads that cannot be killed;
+    a database that accepts TCP but never answers (frozen, overloaded
+    network path) would otherwise hold the client forever. The handler keeps
+    running in the background and whatever it sends later is discarded.
+    """
+
+    def __init__(
+        self, app: ASGIApp, timeout: float, exempt_paths: frozenset[str] = frozenset()
+    ) -> None:
+        self.app = app
+        self.timeout = timeout
+        self.exempt_paths = exempt_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.timeout or scope["path"] in self.exempt_paths:
+            await self.app(scope, receive, send)
+            return
+
+        response_started = False
+        abandoned = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal response_started
+            if abandoned:
+                return
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        task = asyncio.ensure_future(self.app(scope, receive, guarded_send))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.timeout)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if done or response_started:
+            await task
+            return
+
+        abandoned = True
+        task.add_done_callback(_log_late_failure)
+        log.warning(
+            "request timed out after %ss: %s %s",
+            self.timeout,
+            scope["method"],
+            scope["path"],
+            extra={"path": scope["path"]},
+        )
+        await _reply(scope, receive, send, 503, "Request timed out", retry_after=5)
+
+
+def _log_late_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.info("abandoned request ended with %s", type(task.exception()).__name__)
+
+
+async def _reply(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    status: int,
+    detail: str,
+    retry_after: int | None = None,
+) -> None:
+    headers = {"Connection": "close"}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    response = JSONResponse({"detail": detail}, status_code=status, headers=headers)
     await response(scope, receive, send)

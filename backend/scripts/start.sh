@@ -1,0 +1,27 @@
+#!/bin/sh
+# Production entry point: optional migrations, then uvicorn with N workers.
+#   WEB_CONCURRENCY  worker processes (default 2)
+#   PORT             listen port (default 8000)
+#   RUN_MIGRATIONS   1 = run `alembic upgrade head` first (default 0)
+set -eu
+
+if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
+    if mkdir -p "$PROMETHEUS_MULTIPROC_DIR" 2>/dev/null && [ -w "$PROMETHEUS_MULTIPROC_DIR" ]; then
+        # Files of a previous run would be added into this run's numbers.
+        find "$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -type f -name '*.db' -delete
+    else
+        echo "start.sh: $PROMETHEUS_MULTIPROC_DIR is not writable; /metrics will show one worker only" >&2
+        unset PROMETHEUS_MULTIPROC_DIR
+    fi
+fi
+
+if [ "${RUN_MIGRATIONS:-0}" = "1" ]; then
+    alembic upgrade head
+fi
+
+exec uvicorn app.main:app \
+    --host 0.0.0.0 \
+    --port "${PORT:-8000}" \
+    --workers "${WEB_CONCURRENCY:-2}" \
+    --no-server-header \
+    --timeout-graceful-shutdown 20
