@@ -14,7 +14,8 @@ def make(**values: object) -> Settings:
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("DATABASE_URL", "DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD",
                  "DB_POOL_SIZE", "DB_MAX_OVERFLOW", "DB_CONNECT_TIMEOUT", "CORS_ORIGINS",
-                 "DEBUG", "SECRET_KEY"):
+                 "DEBUG", "SECRET_KEY", "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB",
+                 "REQUEST_TIMEOUT", "HEALTH_CHECK_TIMEOUT", "DB_POOL_TIMEOUT"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -108,3 +109,31 @@ def test_other_bounds(name: str, value: int) -> None:
 def test_debug_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEBUG", "true")
     assert Settings(_env_file=None).DEBUG is True
+
+
+def test_postgres_image_names_are_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POSTGRES_USER", "pguser")
+    monkeypatch.setenv("POSTGRES_PASSWORD", "pgpass")
+    monkeypatch.setenv("POSTGRES_DB", "pgdb")
+    url = Settings(_env_file=None).SQLALCHEMY_DATABASE_URI
+    assert (url.username, url.password, url.database) == ("pguser", "pgpass", "pgdb")
+    monkeypatch.setenv("DB_USER", "dbuser")
+    monkeypatch.setenv("DB_NAME", "dbname")
+    url = Settings(_env_file=None).SQLALCHEMY_DATABASE_URI
+    assert (url.username, url.database) == ("dbuser", "dbname")
+
+
+def test_secret_key_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECRET_KEY", "s" * 40)
+    s = Settings(_env_file=None)
+    assert s.SECRET_KEY.get_secret_value() == "s" * 40
+    assert "SECRET_KEY" in s.model_fields_set
+
+
+def test_env_file_is_read(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = tmp_path / ".env"
+    env.write_text("DB_HOST=from-file\nDB_POOL_SIZE=9\n")
+    s = Settings(_env_file=env)
+    assert (s.DB_HOST, s.DB_POOL_SIZE) == ("from-file", 9)
+    monkeypatch.setenv("DB_HOST", "from-env")
+    assert Settings(_env_file=env).DB_HOST == "from-env"

@@ -7,7 +7,7 @@ import secrets
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
@@ -39,9 +39,12 @@ class Settings(BaseSettings):
     DATABASE_URL: SecretStr | None = None
     DB_HOST: str = "postgres"
     DB_PORT: int = Field(default=5432, ge=1, le=65535)
-    DB_NAME: str = "app"
-    DB_USER: str = "app"
-    DB_PASSWORD: SecretStr = SecretStr("")
+    # The postgres image's variable names are accepted as fallbacks.
+    DB_NAME: str = Field(default="app", validation_alias=AliasChoices("DB_NAME", "POSTGRES_DB"))
+    DB_USER: str = Field(default="app", validation_alias=AliasChoices("DB_USER", "POSTGRES_USER"))
+    DB_PASSWORD: SecretStr = Field(
+        default=SecretStr(""), validation_alias=AliasChoices("DB_PASSWORD", "POSTGRES_PASSWORD")
+    )
 
     DB_POOL_SIZE: int = Field(default=5, ge=5, le=20)
     DB_MAX_OVERFLOW: int = Field(default=10, ge=0, le=100)

@@ -1,4 +1,4 @@
-"""Pure ASGI middlewares: request log + metrics, and the request body limit."""
+"""Pure ASGI middlewares: request log + metrics, request deadline, body size limit."""
 
 from __future__ import annotations
 
@@ -39,7 +39,11 @@ class RouteTemplates:
         self._patterns: list[tuple[re.Pattern[str], str]] | None = None
 
     def _build(self, app: Any) -> list[tuple[re.Pattern[str], str]]:
-        templates: set[str] = set(app.openapi().get("paths", {}))
+        try:
+            templates: set[str] = set(app.openapi().get("paths", {}))
+        except Exception:  # noqa: BLE001 - metrics must never break requests
+            log.exception("cannot build the OpenAPI schema for route templates")
+            templates = set()
         for route in getattr(app, "routes", ()):
             path = getattr(route, "path", None)
             if isinstance(path, str) and path.startswith("/"):
