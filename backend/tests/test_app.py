@@ -34,8 +34,11 @@ def test_request_id_is_echoed_or_generated(client: TestClient) -> None:
 def test_cors_preflight_allowed_origin(client: TestClient) -> None:
     response = client.options(
         "/api/v1/todos",
-        headers={"Origin": ALLOWED, "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "content-type"},
+        headers={
+            "Origin": ALLOWED,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
     )
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == ALLOWED
@@ -85,7 +88,9 @@ def test_metrics(client: TestClient) -> None:
     assert "# TYPE http_request_duration_seconds histogram" in text
     assert _sample(text, "http_requests_total", **labels) == before + 3
     assert _sample(text, "http_request_duration_seconds_count", **labels) >= 3
-    assert _sample(text, "http_requests_total", method="GET", path="/api/v1/todos", status="200") >= 1
+    assert (
+        _sample(text, "http_requests_total", method="GET", path="/api/v1/todos", status="200") >= 1
+    )
     # Raw ids never become label values.
     assert "/api/v1/todos/9999" not in text
 

@@ -12,10 +12,26 @@ def make(**values: object) -> Settings:
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("DATABASE_URL", "DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD",
-                 "DB_POOL_SIZE", "DB_MAX_OVERFLOW", "DB_CONNECT_TIMEOUT", "CORS_ORIGINS",
-                 "DEBUG", "SECRET_KEY", "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB",
-                 "REQUEST_TIMEOUT", "HEALTH_CHECK_TIMEOUT", "DB_POOL_TIMEOUT"):
+    for name in (
+        "DATABASE_URL",
+        "DB_HOST",
+        "DB_PORT",
+        "DB_NAME",
+        "DB_USER",
+        "DB_PASSWORD",
+        "DB_POOL_SIZE",
+        "DB_MAX_OVERFLOW",
+        "DB_CONNECT_TIMEOUT",
+        "CORS_ORIGINS",
+        "DEBUG",
+        "SECRET_KEY",
+        "POSTGRES_USER",
+        "POSTGRES_PASSWORD",
+        "POSTGRES_DB",
+        "REQUEST_TIMEOUT",
+        "HEALTH_CHECK_TIMEOUT",
+        "DB_POOL_TIMEOUT",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -58,7 +74,11 @@ def test_url_from_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     url = Settings(_env_file=None).SQLALCHEMY_DATABASE_URI
     assert url.drivername == "postgresql+psycopg"
     assert (url.host, url.port, url.database, url.username, url.password) == (
-        "db.internal", 6543, "todos", "u", "p@ss:w/rd",
+        "db.internal",
+        6543,
+        "todos",
+        "u",
+        "p@ss:w/rd",
     )
 
 
@@ -69,7 +89,11 @@ def test_database_url_overrides_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     url = Settings(_env_file=None).SQLALCHEMY_DATABASE_URI
     assert url.drivername == "postgresql+psycopg"
     assert (url.host, url.port, url.database, url.username, url.password) == (
-        "elsewhere", 5433, "other", "x", "y",
+        "elsewhere",
+        5433,
+        "other",
+        "x",
+        "y",
     )
 
 
@@ -92,14 +116,21 @@ def test_secrets_are_not_in_repr() -> None:
         ('["http://a.example","http://b.example"]', ["http://a.example", "http://b.example"]),
     ],
 )
-def test_cors_origins_from_env(monkeypatch: pytest.MonkeyPatch, raw: str, expected: list[str]) -> None:
+def test_cors_origins_from_env(
+    monkeypatch: pytest.MonkeyPatch, raw: str, expected: list[str]
+) -> None:
     monkeypatch.setenv("CORS_ORIGINS", raw)
     assert Settings(_env_file=None).CORS_ORIGINS == expected
 
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("DB_CONNECT_TIMEOUT", 0), ("DB_PORT", 0), ("DB_MAX_OVERFLOW", -1), ("HEALTH_CHECK_TIMEOUT", 0)],
+    [
+        ("DB_CONNECT_TIMEOUT", 0),
+        ("DB_PORT", 0),
+        ("DB_MAX_OVERFLOW", -1),
+        ("HEALTH_CHECK_TIMEOUT", 0),
+    ],
 )
 def test_other_bounds(name: str, value: int) -> None:
     with pytest.raises(ValidationError):

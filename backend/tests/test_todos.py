@@ -157,8 +157,16 @@ def test_title_length_limits(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    [{"title": ""}, {"title": "  "}, {"title": "x" * 201}, {"title": None}, {"done": None},
-     {"done": "true"}, {"id": 5}, {"created_at": "2020-01-01T00:00:00Z"}],
+    [
+        {"title": ""},
+        {"title": "  "},
+        {"title": "x" * 201},
+        {"title": None},
+        {"done": None},
+        {"done": "true"},
+        {"id": 5},
+        {"created_at": "2020-01-01T00:00:00Z"},
+    ],
 )
 def test_patch_invalid_is_422(client: TestClient, payload: dict) -> None:
     todo = create(client, "keep")

@@ -15,8 +15,8 @@ from prometheus_client import (
     Counter,
     Histogram,
     generate_latest,
+    multiprocess,
 )
-from prometheus_client import multiprocess
 
 LABELS = ("method", "path", "status")
 

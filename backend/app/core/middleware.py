@@ -107,10 +107,12 @@ class RequestLogMiddleware:
                 "client": client[0] if client else None,
                 "request_id": request_id,
             }
-            level = logging.DEBUG if scope["path"] in QUIET_PATHS and status_code < 400 else logging.INFO
-            access_log.log(
-                level, "%s %s %s", method, scope["path"], status_code, extra=fields
+            level = (
+                logging.DEBUG
+                if scope["path"] in QUIET_PATHS and status_code < 400
+                else logging.INFO
             )
+            access_log.log(level, "%s %s %s", method, scope["path"], status_code, extra=fields)
 
 
 class BodyTooLarge(HTTPException):

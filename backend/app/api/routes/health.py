@@ -38,7 +38,7 @@ async def probe_database(request: Request) -> float | None:
     future = loop.run_in_executor(state.health_executor, _ping, state.engine)
     try:
         return await asyncio.wait_for(future, timeout=state.settings.HEALTH_CHECK_TIMEOUT)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.warning("health: database probe timed out")
     except Exception as exc:  # noqa: BLE001 - any failure means "unavailable"
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
