@@ -1,5 +1,7 @@
 """Tasks for developing, testing and shipping the stack. `inv --list` shows them all;
 the logic behind them lives in the stackctl package."""
+import sys
+
 from invoke import task
 
 from stackctl import ROOT, Problem, bases, doctor as diagnosis, envfile
@@ -38,6 +40,12 @@ def bases_(c, base=None):
     selected = bases.select(c, base or [])
     require_engine(c)
     bases.provide(c, selected)
+
+
+@task(help={"unit": "Only the unit tests (seconds, no Docker needed)"})
+def test(c, unit=False):
+    """Run every test: unit tests, then integration tests against the real engine."""
+    c.run(f"{sys.executable} -m pytest {'tests/unit' if unit else 'tests'}", pty=False)
 
 
 @task

@@ -17,8 +17,7 @@ trap 'rm -rf "$work"' EXIT
 root=$work/root
 
 if ! debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1; then
-    tail -n 5 "$work/debootstrap.log" >&2
-    die "debootstrap of '$suite' from $mirror failed: check that the mirror is reachable (apt-get update) and the suite exists"
+    die "debootstrap of '$suite' from $mirror failed ($(grep -m1 '^E:' "$work/debootstrap.log" || tail -n1 "$work/debootstrap.log")): check that the mirror is reachable and serves '$suite'"
 fi
 
 # What the official slim images exclude, for this rootfs and every later dpkg install on it.

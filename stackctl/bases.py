@@ -92,8 +92,13 @@ def ensure_rootfs_image(c):
         print(f"bases: debootstrap {bases.debian_suite} from {mirror} (about half a minute)")
         script = shlex.join(["bash", str(BASES_DIR / "build-rootfs.sh"), bases.debian_suite,
                              mirror, str(tarball), security or ""])
-        if not c.run(script, warn=True).ok:
-            raise Problem("building the Debian root filesystem failed (see above)")
+        result = c.run(script, warn=True, hide=True)
+        if not result.ok:
+            raise Problem(result.stderr.strip().splitlines()[-1] if result.stderr.strip()
+                          else "building the Debian root filesystem failed")
+        for stale in tarball.parent.glob("rootfs-*.tar"):
+            if stale != tarball:
+                stale.unlink()
     c.run(f"docker import -c {shlex.quote('LABEL org.localbase.rootfs=' + key)} "
           f"{shlex.quote(str(tarball))} {shlex.quote(bases.rootfs_image)}", hide=True)
     return "imported"

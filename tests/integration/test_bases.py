@@ -1,0 +1,143 @@
+"""Each base image does its job in a real container (the ones .env configures: local
+stand-ins on machines without a registry, the official images elsewhere)."""
+import json
+import shlex
+import subprocess
+import time
+import uuid
+
+import pytest
+import requests
+from invoke import Context
+
+from stackctl import bases
+from stackctl.compose import docker_compose
+from tests.helpers import ROOT, project_config
+
+FIXTURES = "tests/integration/fixtures/compose.yaml"
+
+
+def docker(*args, check=True, timeout=120):
+    result = subprocess.run(["docker", *args], text=True, capture_output=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"docker {shlex.join(args)} failed:\n{result.stdout}{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def images():
+    assert (ROOT / ".env").is_file(), "no .env: run `inv setup` first"
+    configured = bases.configured_images(Context(project_config()), ROOT / ".env")
+    for _, (variable, image) in configured.items():
+        assert docker("image", "inspect", image, check=False).returncode == 0, \
+            f"{variable}={image} is not present: run `inv setup`"
+    return {name: image for name, (_, image) in configured.items()}
+
+
+@pytest.fixture
+def unique():
+    return f"basecheck-{uuid.uuid4().hex[:8]}"
+
+
+def build_fixture(images, service):
+    c = Context(project_config())
+    result = docker_compose(c, f"build --no-cache {service}", files=[FIXTURES], project="basecheck",
+                            env={"PYTHON_IMAGE": images["python"], "NODE_IMAGE": images["node"]},
+                            hide=True, warn=True)
+    assert result.ok, result.stdout + result.stderr
+
+
+def test_python_base_installs_from_pypi_in_a_build(images):
+    build_fixture(images, "python-pip")
+    output = docker("run", "--rm", "basecheck/python-pip").stdout
+    assert output.startswith("1.16.0 (3, 13)"), output
+    assert docker("run", "--rm", "basecheck/python-pip", "python", "-c", "import idna").returncode == 0
+
+
+def test_node_base_installs_from_npm_in_a_build(images):
+    build_fixture(images, "node-npm")
+    assert docker("run", "--rm", "basecheck/node-npm").stdout.split() == ["true", "v22" + docker(
+        "run", "--rm", images["node"], "node", "-p", "process.version.slice(3)").stdout.strip(), "1000"]
+
+
+def process_uids(container):
+    """UIDs of every process in a container (master and workers alike)."""
+    rows = docker("top", container, "-eo", "pid,uid").stdout.splitlines()[1:]
+    return {row.split()[1] for row in rows}
+
+
+def wait_for(predicate, timeout=60, interval=0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def test_postgres_base_env_interface_initdb_scripts_and_persistence(images, unique, tmp_path):
+    init = tmp_path / "initdb"
+    init.mkdir()
+    (init / "01-schema.sql").write_text("CREATE TABLE seeded (note text);\n"
+                                        "INSERT INTO seeded VALUES ('from initdb.d');\n")
+    init.chmod(0o755)
+    (init / "01-schema.sql").chmod(0o644)
+    env = ["-e", "POSTGRES_USER=alice", "-e", "POSTGRES_PASSWORD=s3cret", "-e", "POSTGRES_DB=shop"]
+    server = ["--name", unique, "--network", unique, "-v", f"{unique}:/var/lib/postgresql/data"]
+
+    def start():
+        docker("run", "-d", *server, *env, "-v", f"{init}:/docker-entrypoint-initdb.d:ro", images["postgres"])
+        assert wait_for(lambda: docker("exec", unique, "pg_isready", "-h", "127.0.0.1", "-U", "alice",
+                                       "-d", "shop", check=False).returncode == 0), docker("logs", unique).stderr
+
+    def client(password, sql):
+        # Over the network, from another container: password authentication applies.
+        return docker("run", "--rm", "--network", unique, "-e", f"PGPASSWORD={password}", images["postgres"],
+                      "psql", "-h", unique, "-U", "alice", "-d", "shop", "-tAc", sql, check=False)
+
+    docker("network", "create", unique)
+    try:
+        start()
+        assert client("s3cret", "SELECT note FROM seeded").stdout.strip() == "from initdb.d"
+        assert "password authentication failed" in client("wrong", "SELECT 1").stderr
+        assert process_uids(unique) == {"999"}  # the postgres user, for every server process
+        client("s3cret", "INSERT INTO seeded VALUES ('kept')")
+
+        docker("kill", "--signal", "TERM", unique)
+        assert wait_for(lambda: docker("inspect", "-f", "{{.State.Running}}", unique).stdout.strip() == "false")
+        state = json.loads(docker("inspect", "-f", "{{json .State}}", unique).stdout)
+        assert state["ExitCode"] == 0
+        assert "database system is shut down" in docker("logs", unique).stderr
+
+        docker("rm", unique)
+        start()
+        assert client("s3cret", "SELECT note FROM seeded ORDER BY note").stdout.split("\n")[:2] == \
+            ["from initdb.d", "kept"]
+    finally:
+        docker("rm", "-f", unique, check=False)
+        docker("volume", "rm", unique, check=False)
+        docker("network", "rm", unique, check=False)
+
+
+def test_nginx_base_serves_a_file_as_non_root(images, unique, tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "hello.txt").write_text("hello from nginx\n")
+    site.chmod(0o755)
+    (site / "hello.txt").chmod(0o644)
+    docker("run", "-d", "--name", unique, "-p", "127.0.0.1::8080",
+           "-v", f"{site}:/usr/share/nginx/html:ro", images["nginx"])
+    try:
+        port = docker("port", unique, "8080/tcp").stdout.split(":")[-1].strip()
+        url = f"http://127.0.0.1:{port}/hello.txt"
+
+        def served():
+            try:
+                return requests.get(url, timeout=2).text == "hello from nginx\n"
+            except requests.ConnectionError:
+                return False
+
+        assert wait_for(served, timeout=20), docker("logs", unique).stderr
+        assert "0" not in process_uids(unique)
+    finally:
+        docker("rm", "-f", unique, check=False)

@@ -1,0 +1,158 @@
+"""`inv setup` and `inv doctor` on a clean checkout, run as a user runs them."""
+import os
+import shutil
+import socket
+import subprocess
+
+import pytest
+
+from stackctl.envfile import assigned_keys, read_env, set_values
+from tests.helpers import ROOT, assert_one_line_failure, inv
+
+UNREACHABLE_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory):
+    """A clean checkout: the working tree's tracked and unignored files, no .env."""
+    target = tmp_path_factory.mktemp("checkout")
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        if (ROOT / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, target / name)
+    return target
+
+
+@pytest.fixture(scope="module")
+def set_up(checkout):
+    result = inv("setup", cwd=checkout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return checkout, result
+
+
+@pytest.fixture
+def free_ports(set_up):
+    """Point the checkout's ports at free ones, so other stacks on this machine don't matter."""
+    checkout, _ = set_up
+    set_values(checkout / ".env", {"FRONTEND_PORT": free_port(), "BACKEND_PORT": free_port(),
+                                   "POSTGRES_PORT": free_port()})
+    return checkout
+
+
+def test_doctor_without_env_says_run_setup(checkout):
+    assert not (checkout / ".env").exists()
+    result = inv("doctor", cwd=checkout)
+    assert result.returncode == 1
+    assert "FAIL  env      .env not found: run `inv setup`" in result.stdout
+
+
+def test_setup_creates_a_complete_env_with_secrets(set_up):
+    checkout, result = set_up
+    env = read_env(checkout / ".env")
+    assert set(assigned_keys((checkout / ".env.example").read_text())) <= set(env)
+    assert len(env["POSTGRES_PASSWORD"]) >= 32 and len(env["SECRET_KEY"]) >= 32
+    assert env["POSTGRES_PASSWORD"] != env["SECRET_KEY"]
+    assert "setup: created .env" in result.stdout
+    for variable in ("PYTHON_IMAGE", "NODE_IMAGE", "POSTGRES_IMAGE", "NGINX_IMAGE"):
+        assert subprocess.run(["docker", "image", "inspect", env[variable]],
+                              capture_output=True).returncode == 0, f"{variable}={env[variable]} missing"
+
+
+def test_setup_again_changes_nothing(set_up):
+    checkout, _ = set_up
+    before = (checkout / ".env").read_bytes()
+    result = inv("setup", cwd=checkout)
+    assert result.returncode == 0, result.stderr
+    assert "left as it is" in result.stdout
+    assert (checkout / ".env").read_bytes() == before
+
+
+def test_doctor_passes_after_setup(free_ports):
+    result = inv("doctor", cwd=free_ports)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FAIL" not in result.stdout
+    assert "doctor: all checks passed" in result.stdout
+
+
+def test_doctor_names_the_process_holding_a_busy_port(free_ports):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        set_values(free_ports / ".env", {"FRONTEND_PORT": port})
+        result = inv("doctor", cwd=free_ports)
+    assert result.returncode == 1
+    assert f"port {port} (FRONTEND_PORT) is in use by" in result.stdout
+    assert f"(pid {os.getpid()}): stop it or set FRONTEND_PORT to a free port in .env" in result.stdout
+    assert_one_line_failure(result, "doctor: 1 problem(s) found")
+
+
+def test_doctor_reports_a_missing_env_key(free_ports):
+    env = free_ports / ".env"
+    original = env.read_text()
+    env.write_text("".join(line for line in original.splitlines(True) if not line.startswith("SECRET_KEY=")))
+    try:
+        result = inv("doctor", cwd=free_ports)
+    finally:
+        env.write_text(original)
+    assert result.returncode == 1
+    assert "FAIL  env      .env lacks SECRET_KEY: run `inv setup` to add them" in result.stdout
+
+
+def test_doctor_flags_db_host_localhost(free_ports):
+    set_values(free_ports / ".env", {"DB_HOST": "localhost"})
+    try:
+        result = inv("doctor", cwd=free_ports)
+    finally:
+        set_values(free_ports / ".env", {"DB_HOST": "postgres"})
+    assert result.returncode == 1
+    assert "DB_HOST in .env points at localhost" in result.stdout
+
+
+def test_doctor_with_the_daemon_down(free_ports):
+    result = inv("doctor", cwd=free_ports, env=UNREACHABLE_ENGINE)
+    assert result.returncode == 1
+    assert "FAIL  engine   Docker daemon is not running: start it" in result.stdout
+
+
+def test_setup_with_the_daemon_down_fails_in_one_line(set_up):
+    checkout, _ = set_up
+    result = inv("setup", cwd=checkout, env=UNREACHABLE_ENGINE)
+    assert_one_line_failure(result, "Docker daemon is not running: start it")
+
+
+def test_unknown_base_name(checkout):
+    assert_one_line_failure(inv("bases", "--base", "nosuch", cwd=checkout),
+                            "unknown base nosuch: choose from python, node, postgres, nginx")
+
+
+def test_unreachable_mirror_fails_cleanly_and_leaves_nothing(checkout):
+    result = inv("bases", "--base", "python", cwd=checkout,
+                 env={"INVOKE_BASES_DEBIAN_MIRROR": "http://127.0.0.1:9/debian"})
+    assert_one_line_failure(result, "debootstrap of 'trixie' from http://127.0.0.1:9/debian failed")
+    assert "check that the mirror is reachable" in result.stderr
+    assert not list((checkout / ".cache").glob("bases/rootfs-*.tar"))
+
+
+def test_engine_provisioning_refuses_without_root(checkout):
+    # The script goes in on stdin: nobody cannot read pytest's private temporary directory.
+    result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "bash", "-s"],
+                            input=(checkout / "scripts/install-engine.sh").read_text(),
+                            capture_output=True, text=True, env={**os.environ, **UNREACHABLE_ENGINE})
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("needs root: rerun as root (sudo inv setup --engine)")
+
+
+def test_engine_provisioning_leaves_a_working_engine_alone(checkout):
+    result = subprocess.run(["bash", str(checkout / "scripts/install-engine.sh")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "already running: left as it is" in result.stdout
+    assert "already installed" in result.stdout

@@ -1,0 +1,43 @@
+from invoke import MockContext, Result
+
+from stackctl import doctor
+from tests.helpers import project_config
+
+
+def test_db_host_localhost_is_flagged_with_the_fix():
+    [finding] = doctor.check_database_host({"DB_HOST": "localhost"}, ".env")
+    assert not finding.ok
+    assert "DB_HOST in .env points at localhost" in finding.message
+    assert "DB_HOST=postgres" in finding.message
+
+
+def test_database_url_on_loopback_is_flagged():
+    [finding] = doctor.check_database_host({"DATABASE_URL": "postgresql+psycopg://u:p@127.0.0.1:5432/db"}, ".env")
+    assert "DATABASE_URL in .env points at 127.0.0.1" in finding.message
+
+
+def test_service_name_is_fine():
+    assert doctor.check_database_host({"DB_HOST": "postgres"}, ".env") == []
+
+
+def context_for(env_path, example_path):
+    config = project_config(stack={"env_file": str(env_path), "env_example": str(example_path)})
+    return MockContext(config=config, run=Result(), repeat=True)
+
+
+def test_missing_env_file_says_run_setup(tmp_path):
+    [finding] = doctor.check_env(context_for(tmp_path / ".env", tmp_path / ".env.example"))
+    assert not finding.ok and "run `inv setup`" in finding.message
+
+
+def test_missing_and_empty_keys(tmp_path):
+    (tmp_path / ".env.example").write_text("A=1\nSECRET_KEY=\nPOSTGRES_PASSWORD=\n")
+    (tmp_path / ".env").write_text("SECRET_KEY=\n")
+    messages = [f.message for f in doctor.check_env(context_for(tmp_path / ".env", tmp_path / ".env.example"))]
+    assert any("lacks A, POSTGRES_PASSWORD" in m for m in messages)
+    assert any("SECRET_KEY empty" in m for m in messages)
+
+
+def test_finding_line_format():
+    assert doctor.Finding("port", False, "port 1 busy").line().startswith("FAIL  port")
+    assert doctor.Finding("env", True, ".env complete").line().startswith("ok    env")
