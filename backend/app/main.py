@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -69,7 +68,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            app.state.health_executor.shutdown(wait=False, cancel_futures=True)
             app.state.engine.dispose()
 
     app = FastAPI(
@@ -82,7 +80,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = create_session_factory(engine)
-    app.state.health_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="health")
 
     # Added innermost first. Outermost to innermost: RequestLog, CORS,
     # RequestTimeout, BodySizeLimit; so every response (413s and 503s
