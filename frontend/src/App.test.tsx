@@ -155,6 +155,7 @@ describe('App', () => {
     await waitFor(() => expect(screen.getByTestId('health')).toHaveTextContent('Backend: degraded · Database: unavailable'));
     expect(screen.getByTestId('health')).toHaveAttribute('data-status', 'warn');
     expect(screen.queryAllByTestId('todo-item')).toHaveLength(0);
+    expect(screen.getByText('The todo list could not be loaded.')).toBeInTheDocument();
   });
 
   it('shows the backend as unreachable when fetch fails', async () => {

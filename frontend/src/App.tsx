@@ -19,6 +19,7 @@ export default function App({ client = defaultApi, healthIntervalMs = HEALTH_INT
   const [total, setTotal] = useState(0);
   const [offset, setOffset] = useState(0);
   const [loading, setLoading] = useState(true);
+  const [loaded, setLoaded] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [health, setHealth] = useState<HealthState>({ kind: 'checking' });
   const mounted = useRef(true);
@@ -40,6 +41,7 @@ export default function App({ client = defaultApi, healthIntervalMs = HEALTH_INT
         setTodos(page.items);
         setTotal(page.total);
         setOffset(page.offset ?? newOffset);
+        setLoaded(true);
       } catch (err) {
         if (mounted.current) setError(errorMessage(err));
       } finally {
@@ -129,8 +131,10 @@ export default function App({ client = defaultApi, healthIntervalMs = HEALTH_INT
         <p className="empty" role="status">
           Loading…
         </p>
-      ) : (
+      ) : loaded ? (
         <TodoList todos={todos} onUpdate={updateTodo} onDelete={deleteTodo} />
+      ) : (
+        <p className="empty">The todo list could not be loaded.</p>
       )}
 
       <footer className="app__footer">
