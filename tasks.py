@@ -1,11 +1,17 @@
 """Tasks for developing, testing and shipping the stack. `inv --list` shows them all;
 the logic behind them lives in the stackctl package."""
+import os
+import shlex
 import sys
 
 from invoke import task
 
-from stackctl import ROOT, Problem, bases, doctor as diagnosis, envfile
+from stackctl import ROOT, Problem, bases, doctor as diagnosis, envfile, stack
+from stackctl.compose import docker_compose
 from stackctl.engine import require_engine
+
+SERVICE_HELP = "Only this service; repeatable. Default: all"
+PROD_HELP = "Act on the production stack (docker-compose.prod.yml)"
 
 
 @task(help={
@@ -16,19 +22,19 @@ def setup(c, engine=False, force=False):
     """Prepare this machine: .env with fresh secrets, engine check, base images."""
     if engine:
         c.run(f"bash {ROOT / 'scripts/install-engine.sh'}")
-    stack = c.config.stack
-    env_path = ROOT / stack.env_file
-    outcome, keys = envfile.create_or_complete(env_path, ROOT / stack.env_example,
-                                               stack.secret_vars, force=force)
-    print({"created": f"setup: created {stack.env_file} (secrets generated: "
-                      f"{', '.join(k for k in keys if k in stack.secret_vars)})",
-           "completed": f"setup: added {', '.join(keys)} to {stack.env_file}",
-           "unchanged": f"setup: {stack.env_file} is complete; left as it is"}[outcome])
+    config = c.config.stack
+    env_path = ROOT / config.env_file
+    outcome, keys = envfile.create_or_complete(env_path, ROOT / config.env_example,
+                                               config.secret_vars, force=force)
+    print({"created": f"setup: created {config.env_file} (secrets generated: "
+                      f"{', '.join(k for k in keys if k in config.secret_vars)})",
+           "completed": f"setup: added {', '.join(keys)} to {config.env_file}",
+           "unchanged": f"setup: {config.env_file} is complete; left as it is"}[outcome])
     engine_version, compose_version = require_engine(c)
     print(f"setup: Docker Engine {engine_version}, Compose {compose_version}")
     overrides = bases.ensure_for_stack(c, env_path)
     for variable, image in overrides.items():
-        print(f"setup: {variable}={image} written to {stack.env_file}")
+        print(f"setup: {variable}={image} written to {config.env_file}")
     print("setup: done; `inv doctor` checks everything")
 
 
@@ -42,12 +48,6 @@ def bases_(c, base=None):
     bases.provide(c, selected)
 
 
-@task(help={"unit": "Only the unit tests (seconds, no Docker needed)"})
-def test(c, unit=False):
-    """Run every test: unit tests, then integration tests against the real engine."""
-    c.run(f"{sys.executable} -m pytest {'tests/unit' if unit else 'tests'}", pty=False)
-
-
 @task
 def doctor(c):
     """Check engine, Compose, .env, ports, base images and disk; one line per problem."""
@@ -59,3 +59,149 @@ def doctor(c):
         raise Problem(f"doctor: {len(failed)} problem(s) found; fix the FAIL lines above")
     print("doctor: all checks passed")
 
+
+def _ready(c):
+    """What every stack task needs: .env and a reachable engine with Compose v2."""
+    stack.require_env(c)
+    require_engine(c)
+
+
+@task(iterable=["service"], help={
+    "build": "Rebuild images before starting (default: build only what is missing)",
+    "service": SERVICE_HELP,
+    "prod": PROD_HELP,
+    "timeout": "Seconds to wait for every service to be healthy (default: stack.up_timeout)",
+})
+def up(c, build=False, service=None, prod=False, timeout=None):
+    """Start the stack and wait until every service is healthy; prints the URLs."""
+    _ready(c)
+    services = stack.check_services(c, service or [], prod)
+    busy = [f for f in diagnosis.check_ports(c, engine_up=True) if not f.ok]
+    if busy:
+        raise Problem(busy[0].message)
+    docker_compose(c, f"up --detach {'--build ' if build else ''}{' '.join(services)}", prod=prod)
+    targets = stack.check_services(c, [], prod) if not service else services
+    took = stack.wait_healthy(c, targets, float(timeout or c.config.stack.up_timeout), prod)
+    print(f"up: {', '.join(targets)} healthy after {took:.1f} s")
+    for name, address in stack.published_urls(c, prod).items():
+        scheme = "" if name == "postgres" else "http://"
+        print(f"  {name:<10} {scheme}{address}")
+
+
+@task(help={"prod": PROD_HELP})
+def down(c, prod=False):
+    """Stop and remove the stack's containers; data volumes are kept."""
+    _ready(c)
+    docker_compose(c, "down --remove-orphans", prod=prod)
+
+
+@task(help={"yes": "Do not ask for confirmation", "prod": PROD_HELP})
+def reset(c, yes=False, prod=False):
+    """Remove the stack with its volumes: the database is lost."""
+    _ready(c)
+    project = c.config.stack.project_name
+    if not yes:
+        if not sys.stdin.isatty():
+            raise Problem("reset deletes the database volume; rerun with --yes to confirm")
+        answer = input(f"Delete every container and volume of '{project}', database included? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise Problem("reset cancelled; nothing was removed")
+    docker_compose(c, "down --volumes --remove-orphans", prod=prod)
+
+
+@task(help={"prod": PROD_HELP})
+def ps(c, prod=False):
+    """List the stack's containers with their state and health."""
+    _ready(c)
+    docker_compose(c, "ps --all", prod=prod)
+
+
+@task(iterable=["service"], help={
+    "service": SERVICE_HELP,
+    "follow": "Keep printing new log lines",
+    "tail": "Lines from the end of each log (default: all)",
+    "prod": PROD_HELP,
+})
+def logs(c, service=None, follow=False, tail=None, prod=False):
+    """Show the services' logs."""
+    _ready(c)
+    services = stack.check_services(c, service or [], prod) if service else []
+    options = ("--follow " if follow else "") + (f"--tail {int(tail)} " if tail else "")
+    docker_compose(c, f"logs {options}{' '.join(services)}", prod=prod)
+
+
+def _in_service(c, service, command, prod=False, user=None):
+    """Run a shell command in a service: exec when it runs, else in a one-off container."""
+    stack.check_services(c, [service], prod)
+    tty = "" if sys.stdin.isatty() else "-T "
+    as_user = f"--user {user} " if user else ""
+    if stack.running(c, service, prod):
+        verb = f"exec {tty}{as_user}{service}"
+    else:
+        verb = f"run --rm --no-deps {tty}{as_user}{service}"
+    return docker_compose(c, f"{verb} {command}", prod=prod, pty=sys.stdin.isatty(), warn=True)
+
+
+def _finish(result):
+    if not result.ok:
+        raise Problem(f"command exited with status {result.exited}", code=result.exited)
+
+
+@task(name="exec", help={"service": "Service to run the command in", "prod": PROD_HELP})
+def exec_(c, service, prod=False):
+    """Run a command in a service: inv exec SERVICE -- COMMAND..."""
+    # Invoke's c.remainder joins the words after `--` and loses their quoting; argv keeps it.
+    command = shlex.join(sys.argv[sys.argv.index("--") + 1:]) if "--" in sys.argv else c.remainder
+    if not command.strip():
+        raise Problem("no command given: inv exec SERVICE -- COMMAND...")
+    _ready(c)
+    _finish(_in_service(c, service, command, prod))
+
+
+@task(help={"service": "Service to open the shell in (default: backend)", "prod": PROD_HELP})
+def shell(c, service="backend", prod=False):
+    """Open a shell in a service's container."""
+    _ready(c)
+    _finish(_in_service(c, service, "sh", prod))
+
+
+@task(help={"prod": PROD_HELP})
+def psql(c, prod=False):
+    """Open psql on the stack's database."""
+    _ready(c)
+    if not stack.running(c, "postgres", prod):
+        raise Problem("postgres is not running: start it with `inv up`")
+    _finish(_in_service(c, "postgres", "sh -c 'psql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\"'", prod))
+
+
+def _alembic(c, arguments, user=None):
+    """Run alembic in the running dev backend (it needs the database)."""
+    _ready(c)
+    if not stack.running(c, "backend"):
+        raise Problem("the backend is not running: start the stack with `inv up`, then retry")
+    _finish(_in_service(c, "backend", f"alembic {arguments}", user=user))
+
+
+@task(help={"revision": "Target revision (default: head)"})
+def migrate(c, revision="head"):
+    """Apply database migrations (alembic upgrade)."""
+    _alembic(c, f"upgrade {shlex.quote(revision)}")
+
+
+@task(help={"revision": "Target revision (default: -1, one step back)"})
+def downgrade(c, revision="-1"):
+    """Revert database migrations (alembic downgrade)."""
+    _alembic(c, f"downgrade {shlex.quote(revision)}")
+
+
+@task(help={"message": "What the migration does (becomes part of its file name)"})
+def makemigration(c, message):
+    """Autogenerate a migration from the models into backend/alembic/versions/."""
+    # As the host user, so the new file belongs to whoever runs the task.
+    _alembic(c, f"revision --autogenerate -m {shlex.quote(message)}", user=f"{os.getuid()}:{os.getgid()}")
+
+
+@task(help={"unit": "Only the unit tests (seconds, no Docker needed)"})
+def test(c, unit=False):
+    """Run every test: unit tests, then integration tests against the real engine."""
+    c.run(f"{sys.executable} -m pytest {'tests/unit' if unit else 'tests'}", pty=False)

@@ -8,6 +8,7 @@ from urllib.parse import urlparse
 from . import ROOT, Problem, bases, ports
 from .engine import compose_version, server_version
 from .envfile import missing_keys, read_env
+from .stack import effective_env
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
@@ -64,7 +65,7 @@ def check_database_host(env, env_name):
 
 def check_ports(c, engine_up):
     stack = c.config.stack
-    env = read_env(ROOT / stack.env_file)
+    env = effective_env(c)
     findings = []
     for variable, default in stack.ports.items():
         port = int(env.get(variable) or default)

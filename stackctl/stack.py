@@ -1,0 +1,97 @@
+"""Running the stack: its services, their health, and the checks before `up`."""
+import json
+import os
+import time
+
+from . import ROOT, Problem
+from .compose import docker_compose
+from .envfile import read_env
+
+
+def require_env(c):
+    env_file = c.config.stack.env_file
+    if not (ROOT / env_file).is_file():
+        raise Problem(f"{env_file} not found: run `inv setup` to create it")
+
+
+def effective_env(c):
+    """Variables as Compose interpolates them: the shell's environment over .env."""
+    return {**read_env(ROOT / c.config.stack.env_file), **os.environ}
+
+
+def _compose_error(result):
+    lines = (result.stderr or result.stdout).strip().splitlines()
+    return lines[-1] if lines else "docker compose failed"
+
+
+def service_names(c, prod=False):
+    """The services the compose file defines (Compose's own parse, so config errors surface here)."""
+    result = docker_compose(c, "config --services", prod=prod, hide=True, warn=True)
+    if not result.ok:
+        raise Problem(_compose_error(result))
+    return result.stdout.split()
+
+
+def check_services(c, requested, prod=False):
+    """The requested services (all when none are), refusing names the compose file lacks."""
+    known = service_names(c, prod)
+    unknown = [name for name in requested if name not in known]
+    if unknown:
+        raise Problem(f"unknown service {', '.join(unknown)}: choose from {', '.join(known)}")
+    return list(requested) or known
+
+
+def containers(c, prod=False):
+    """`docker compose ps --all --format json`, as a list of dicts (Compose prints either
+    one JSON document per line or one array, depending on its version)."""
+    result = docker_compose(c, "ps --all --format json", prod=prod, hide=True, warn=True)
+    if not result.ok:
+        raise Problem(_compose_error(result))
+    text = result.stdout.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def running(c, service, prod=False):
+    return any(ct["Service"] == service and ct["State"] == "running" for ct in containers(c, prod))
+
+
+def status(container):
+    """'healthy', 'starting', 'unhealthy', 'running' (no health check) or the stopped state."""
+    if container["State"] != "running":
+        return f"{container['State']} (exit {container.get('ExitCode', '?')})"
+    return container.get("Health") or "running"
+
+
+def wait_healthy(c, services, timeout, prod=False, interval=1.0):
+    """Wait until every service's container is healthy (or running, without a health check).
+
+    Returns the seconds it took. On timeout, or when a container stopped, prints the last
+    log lines of each service that is not healthy and raises a Problem naming them.
+    """
+    start = time.monotonic()
+    while True:
+        states = {ct["Service"]: status(ct) for ct in containers(c, prod) if ct["Service"] in services}
+        pending = {s: states.get(s, "missing") for s in services if states.get(s) not in ("healthy", "running")}
+        if not pending:
+            return time.monotonic() - start
+        stopped = [s for s, state in pending.items() if state.startswith(("exited", "dead", "missing"))]
+        if stopped or time.monotonic() - start > timeout:
+            for service in pending:
+                print(f"--- last log lines of {service} ---")
+                docker_compose(c, f"logs --no-color --tail 25 {service}", prod=prod, warn=True)
+            summary = ", ".join(f"{s} ({state})" for s, state in pending.items())
+            raise Problem(f"not healthy after {time.monotonic() - start:.0f} s: {summary}; "
+                          "see the log lines above (`inv logs -s SERVICE` for more)")
+        time.sleep(interval)
+
+
+def published_urls(c, prod=False):
+    """{service: 'host:port'} for each published port of the running containers."""
+    urls = {}
+    for ct in containers(c, prod):
+        for publisher in ct.get("Publishers") or []:
+            if publisher.get("PublishedPort"):
+                urls.setdefault(ct["Service"], f"{publisher['URL']}:{publisher['PublishedPort']}")
+    return urls
