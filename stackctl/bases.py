@@ -171,7 +171,7 @@ def provide(c, selected):
     ensure_rootfs_image(c)
     prepare_host_inputs(c, selected)
     built = build(c, selected)
-    for name, (image, size_mb) in built.items():
+    for image, size_mb in built.values():
         print(f"bases: {image:<40} {size_mb:7.1f} MB")
     return built
 

@@ -85,7 +85,7 @@ def check_ports(c, engine_up):
 
 def check_base_images(c):
     findings = []
-    for name, (variable, image) in bases.configured_images(c, ROOT / c.config.stack.env_file).items():
+    for variable, image in bases.configured_images(c, ROOT / c.config.stack.env_file).values():
         if bases.image_exists(c, image):
             findings.append(Finding("image", True, f"{image} ({variable}) present"))
         else:

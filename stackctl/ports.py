@@ -8,8 +8,12 @@ _LISTEN = "0A"  # TCP state LISTEN in /proc/net/tcp
 
 
 def is_free(port, host="127.0.0.1"):
-    """True when nothing listens on host:port (a bind test, like the one Docker will do)."""
+    """True when nothing listens on host:port (a bind test, like the one Docker will do).
+
+    SO_REUSEADDR, as servers (docker-proxy among them) set it: connections lingering in
+    TIME_WAIT after a container stopped do not make the port busy."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:

@@ -28,7 +28,7 @@ def docker(*args, check=True, timeout=120):
 def images():
     assert (ROOT / ".env").is_file(), "no .env: run `inv setup` first"
     configured = bases.configured_images(Context(project_config()), ROOT / ".env")
-    for _, (variable, image) in configured.items():
+    for variable, image in configured.values():
         assert docker("image", "inspect", image, check=False).returncode == 0, \
             f"{variable}={image} is not present: run `inv setup`"
     return {name: image for name, (_, image) in configured.items()}

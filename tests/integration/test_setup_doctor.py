@@ -1,34 +1,20 @@
 """`inv setup` and `inv doctor` on a clean checkout, run as a user runs them."""
 import os
-import shutil
 import socket
 import subprocess
 
 import pytest
 
 from stackctl.envfile import assigned_keys, read_env, set_values
-from tests.helpers import ROOT, assert_one_line_failure, inv
+from tests.helpers import assert_one_line_failure, free_port, inv, make_checkout
 
 UNREACHABLE_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory):
     """A clean checkout: the working tree's tracked and unignored files, no .env."""
-    target = tmp_path_factory.mktemp("checkout")
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, files):
-        if (ROOT / name).is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, target / name)
-    return target
+    return make_checkout(tmp_path_factory.mktemp("checkout"))
 
 
 @pytest.fixture(scope="module")

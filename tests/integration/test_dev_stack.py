@@ -1,0 +1,224 @@
+"""The dev stack end to end, as a developer drives it: `inv up` from nothing, migrations,
+CRUD, both test suites in their containers, hot reload, data lifetime, bad input.
+
+Runs from a copy of the working tree under a project name and ports of its own, so it
+never touches a developer's running stack; removes everything it made."""
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from stackctl.envfile import set_values
+from tests.helpers import ROOT, assert_one_line_failure, free_port, inv, make_checkout
+
+PROJECT = "todostack-it"
+TIMEOUT = 5
+
+
+class Stack:
+    def __init__(self, path, ports):
+        self.path, self.ports = path, ports
+        self.frontend = f"http://127.0.0.1:{ports['FRONTEND_PORT']}"
+        self.backend = f"http://127.0.0.1:{ports['BACKEND_PORT']}"
+
+    def inv(self, *args, env=None):
+        return inv(*args, cwd=self.path, env={"INVOKE_STACK_PROJECT_NAME": PROJECT, **(env or {})})
+
+    def ok(self, *args):
+        result = self.inv(*args)
+        assert result.returncode == 0, f"inv {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+        return result
+
+    def started_at(self, service):
+        return subprocess.run(["docker", "inspect", "-f", "{{.State.StartedAt}}", f"{PROJECT}-{service}-1"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def stack():
+    assert (ROOT / ".env").is_file(), "no .env: run `inv setup` first"
+    # Under the project (not a private temp dir): the frontend container, as user node, reads the bind mount.
+    path = Path(tempfile.mkdtemp(prefix="dev-stack-", dir=ROOT / ".cache"))
+    path.chmod(0o755)
+    make_checkout(path)
+    shutil.copy(ROOT / ".env", path / ".env")
+    ports = {name: free_port() for name in ("FRONTEND_PORT", "BACKEND_PORT", "POSTGRES_PORT")}
+    set_values(path / ".env", ports)
+    stack = Stack(path, ports)
+    stack.ok("reset", "--yes")
+    yield stack
+    stack.inv("reset", "--yes")
+    shutil.rmtree(path)
+
+
+def api(stack, method, path, via="backend", **kwargs):
+    return requests.request(method, getattr(stack, via) + path, timeout=TIMEOUT, **kwargs)
+
+
+def wait_until(predicate, timeout=30, interval=0.05):
+    """Seconds until predicate() held, or None after timeout."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            if predicate():
+                return time.monotonic() - start
+        except requests.RequestException:
+            pass
+        time.sleep(interval)
+    return None
+
+
+def test_up_from_nothing_brings_every_service_up_healthy(stack, measure):
+    start = time.monotonic()
+    result = stack.ok("up")
+    measure("dev: inv up from nothing (incl. build)", time.monotonic() - start, "s")
+    assert "postgres, backend, frontend healthy" in result.stdout
+    assert stack.frontend in result.stdout and stack.backend in result.stdout
+    page = api(stack, "GET", "/", via="frontend")
+    assert page.status_code == 200 and '<div id="root">' in page.text
+    health = api(stack, "GET", "/health").json()
+    assert health["status"] == "ok" and health["database"] == "connected"
+
+
+def test_migrate_applies_the_schema_once(stack):
+    first = stack.ok("migrate")
+    assert "Running upgrade  -> 0001" in first.stdout + first.stderr
+    second = stack.ok("migrate")
+    assert "Running upgrade" not in second.stdout + second.stderr
+
+
+def test_crud_through_the_api_and_the_frontend_proxy(stack):
+    created = api(stack, "POST", "/api/v1/todos", json={"title": "  buy milk  "})
+    assert created.status_code == 201
+    todo = created.json()
+    assert todo["title"] == "buy milk" and todo["done"] is False
+    assert api(stack, "GET", f"/api/v1/todos/{todo['id']}", via="frontend").json() == todo
+    updated = api(stack, "PATCH", f"/api/v1/todos/{todo['id']}", via="frontend", json={"done": True})
+    assert updated.status_code == 200 and updated.json()["done"] is True
+    second = api(stack, "POST", "/api/v1/todos", via="frontend", json={"title": "second"}).json()
+    listing = api(stack, "GET", "/api/v1/todos").json()
+    assert [item["id"] for item in listing["items"]][:2] == [second["id"], todo["id"]]
+    for item in (todo, second):
+        assert api(stack, "DELETE", f"/api/v1/todos/{item['id']}", via="frontend").status_code == 204
+    assert api(stack, "GET", f"/api/v1/todos/{todo['id']}").status_code == 404
+
+
+@pytest.mark.parametrize("body, field", [
+    ('{"title": ', None),
+    ('{"title": "x", "owner": "me"}', "owner"),
+    ('{"title": "' + "x" * 201 + '"}', "title"),
+    ('{"title": "   "}', "title"),
+])
+def test_bad_request_bodies_get_422_with_field_errors(stack, body, field):
+    response = api(stack, "POST", "/api/v1/todos", data=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    errors = response.json()["detail"]
+    assert isinstance(errors, list) and errors
+    if field:
+        assert any(field in map(str, error["loc"]) for error in errors)
+
+
+def test_unknown_id_is_404(stack):
+    response = api(stack, "PATCH", "/api/v1/todos/999999", json={"done": True})
+    assert response.status_code == 404 and "999999" in response.json()["detail"]
+
+
+def test_backend_suite_passes_in_the_backend_container(stack):
+    result = stack.ok("exec", "backend", "--", "pytest", "-q")
+    assert " passed" in result.stdout and " failed" not in result.stdout
+
+
+def test_frontend_suite_passes_in_the_frontend_container(stack):
+    result = stack.ok("exec", "frontend", "--", "npm", "test")
+    assert "Tests" in result.stdout and "failed" not in result.stdout.lower().replace("0 failed", "")
+
+
+def test_backend_reloads_an_edited_route_without_restart(stack, measure):
+    source = stack.path / "backend/app/main.py"
+    original = source.read_text()
+    marker = f"reloaded-{uuid.uuid4().hex[:8]}"
+    edited = original.replace("AppInfo(name=settings.PROJECT_NAME,", f"AppInfo(name={marker!r},")
+    assert edited != original, "the root route changed shape; update this test"
+    started = stack.started_at("backend")
+    source.write_text(edited)
+    try:
+        latency = wait_until(lambda: api(stack, "GET", "/").json()["name"] == marker)
+    finally:
+        source.write_text(original)
+    assert latency is not None, "the backend did not serve the edited route within 30 s"
+    measure("dev: backend reload (write -> new response)", latency, "s")
+    assert stack.started_at("backend") == started
+    assert wait_until(lambda: api(stack, "GET", "/").json()["name"] != marker) is not None
+
+
+def test_vite_serves_an_edited_module_without_restart(stack, measure):
+    source = stack.path / "frontend/src/App.tsx"
+    original = source.read_text()
+    marker = f"Todos {uuid.uuid4().hex[:8]}"
+    edited = original.replace("<h1>Todos</h1>", f"<h1>{marker}</h1>")
+    assert edited != original, "the heading changed; update this test"
+    started = stack.started_at("frontend")
+    api(stack, "GET", "/src/App.tsx", via="frontend")
+    source.write_text(edited)
+    try:
+        latency = wait_until(lambda: marker in api(stack, "GET", "/src/App.tsx", via="frontend").text)
+    finally:
+        source.write_text(original)
+    assert latency is not None, "Vite did not serve the edited module within 30 s"
+    measure("dev: Vite HMR (write -> updated module)", latency, "s")
+    assert stack.started_at("frontend") == started
+
+
+def test_exec_runs_with_the_stack_up(stack):
+    assert stack.ok("exec", "backend", "--", "python", "-c", "print(1)").stdout.strip() == "1"
+
+
+def test_logs_of_an_unknown_service_lists_the_real_ones(stack):
+    assert_one_line_failure(stack.inv("logs", "-s", "nosuch"),
+                            "unknown service nosuch: choose from postgres, backend, frontend")
+
+
+def test_up_refuses_a_busy_port_naming_who_holds_it(stack):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        result = stack.inv("up", env={"BACKEND_PORT": str(port)})
+    assert_one_line_failure(result, f"port {port} (BACKEND_PORT) is in use by")
+    assert "(pid " in result.stderr
+
+
+def test_data_survives_down_and_up(stack):
+    todo = api(stack, "POST", "/api/v1/todos", json={"title": "persist me"}).json()
+    stack.ok("down")
+    assert stack.ok("exec", "backend", "--", "python", "-c", "print(1)").stdout.strip() == "1"
+    assert_one_line_failure(stack.inv("migrate"), "the backend is not running: start the stack with `inv up`")
+    stack.ok("up")
+    assert api(stack, "GET", f"/api/v1/todos/{todo['id']}").json()["title"] == "persist me"
+
+
+def test_missing_env_says_run_setup(stack):
+    env = stack.path / ".env"
+    env.rename(stack.path / ".env.saved")
+    try:
+        for task in ("up", "migrate", "logs"):
+            assert_one_line_failure(stack.inv(task), ".env not found: run `inv setup` to create it")
+    finally:
+        (stack.path / ".env.saved").rename(env)
+
+
+def test_reset_removes_the_data(stack):
+    stack.ok("reset", "--yes")
+    volumes = subprocess.run(["docker", "volume", "ls", "--format", "{{json .}}"],
+                             capture_output=True, text=True, check=True).stdout
+    assert f"{PROJECT}_postgres-data" not in [json.loads(line)["Name"] for line in volumes.splitlines()]
+    stack.ok("up")
+    stack.ok("migrate")
+    assert api(stack, "GET", "/api/v1/todos").json()["total"] == 0
