@@ -45,6 +45,7 @@ class Stack:
 def stack():
     assert (ROOT / ".env").is_file(), "no .env: run `inv setup` first"
     # Under the project (not a private temp dir): the frontend container, as user node, reads the bind mount.
+    (ROOT / ".cache").mkdir(exist_ok=True)
     path = Path(tempfile.mkdtemp(prefix="dev-stack-", dir=ROOT / ".cache"))
     path.chmod(0o755)
     make_checkout(path)
