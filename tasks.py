@@ -6,7 +6,7 @@ import sys
 
 from invoke import task
 
-from stackctl import ROOT, Problem, bases, doctor as diagnosis, envfile, stack
+from stackctl import ROOT, Problem, bases, budgets, doctor as diagnosis, envfile, images, lint as lint_checks, stack
 from stackctl.compose import docker_compose
 from stackctl.engine import require_engine
 
@@ -76,7 +76,7 @@ def up(c, build=False, service=None, prod=False, timeout=None):
     """Start the stack and wait until every service is healthy; prints the URLs."""
     _ready(c)
     services = stack.check_services(c, service or [], prod)
-    busy = [f for f in diagnosis.check_ports(c, engine_up=True) if not f.ok]
+    busy = [f for f in diagnosis.check_ports(c, engine_up=True, prod=prod) if not f.ok]
     if busy:
         raise Problem(busy[0].message)
     docker_compose(c, f"up --detach {'--build ' if build else ''}{' '.join(services)}", prod=prod)
@@ -182,9 +182,15 @@ def _alembic(c, arguments, user=None):
     _finish(_in_service(c, "backend", f"alembic {arguments}", user=user))
 
 
-@task(help={"revision": "Target revision (default: head)"})
-def migrate(c, revision="head"):
+@task(help={"revision": "Target revision (default: head)",
+            "prod": "Run the production stack's one-shot migrate service instead"})
+def migrate(c, revision="head", prod=False):
     """Apply database migrations (alembic upgrade)."""
+    if prod:
+        _ready(c)
+        _finish(docker_compose(c, f"run --rm migrate alembic upgrade {shlex.quote(revision)}",
+                               prod=True, warn=True))
+        return
     _alembic(c, f"upgrade {shlex.quote(revision)}")
 
 
@@ -199,6 +205,56 @@ def makemigration(c, message):
     """Autogenerate a migration from the models into backend/alembic/versions/."""
     # As the host user, so the new file belongs to whoever runs the task.
     _alembic(c, f"revision --autogenerate -m {shlex.quote(message)}", user=f"{os.getuid()}:{os.getgid()}")
+
+
+@task(iterable=["service"], help={
+    "prod": "Build the production images and enforce the size and build-time budgets",
+    "no_cache": "Build without the build cache (a cold build; base images are kept)",
+    "service": "Only this service's image; repeatable. Default: every image",
+})
+def build(c, prod=False, no_cache=False, service=None):
+    """Build the images; with --prod, time and measure them against their budgets."""
+    _ready(c)
+    wanted = stack.check_services(c, service or [], prod)
+    targets = {s: image for s, image in images.built_images(c, prod).items() if s in wanted}
+    if not prod:
+        docker_compose(c, f"build {'--no-cache ' if no_cache else ''}{' '.join(targets)}")
+        return
+    limit = c.config.build.cold_build_s if no_cache else c.config.build.warm_build_s
+    measures = []
+    for name, image in targets.items():
+        seconds = images.build_one(c, name, prod=True, no_cache=no_cache)
+        measure = images.measure(c, name, image, build_s=seconds)
+        measure.budget_build_s = limit
+        measures.append(budgets.judge(measure))
+    print(budgets.table(measures))
+    report = budgets.write_report(c.config.build.report, measures, no_cache=no_cache)
+    breaches = [m.service for m in measures if m.breaches]
+    if breaches:
+        raise Problem(f"build: budget breached by {', '.join(breaches)}; see {report}")
+    print(f"build: every image within budget; report in {report}")
+
+
+@task(help={"prod": "Production images (default: development images)"})
+def sizes(c, prod=False):
+    """Show the size of each built image, and how much it adds over its base."""
+    _ready(c)
+    measures = [budgets.judge(images.measure(c, name, image))
+                for name, image in images.built_images(c, prod).items()
+                if bases.image_exists(c, image)]
+    if not measures:
+        raise Problem(f"no {'production ' if prod else ''}images built yet: run `inv build{' --prod' if prod else ''}`")
+    print(budgets.table(measures))
+
+
+@task
+def lint(c):
+    """Lint Dockerfiles (hadolint), compose files (compose config) and YAML (yamllint)."""
+    _ready(c)
+    failed = lint_checks.run_linters(c)
+    if failed:
+        raise Problem(f"lint: {', '.join(failed)} failed; see above")
+    print("lint: all clean")
 
 
 @task(help={"unit": "Only the unit tests (seconds, no Docker needed)"})

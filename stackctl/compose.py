@@ -4,6 +4,11 @@ import shlex
 from . import ROOT
 
 
+def project_name(c, prod=False):
+    """Dev and prod stacks are separate Compose projects: they never share containers."""
+    return c.config.stack.prod_project_name if prod else c.config.stack.project_name
+
+
 def compose_args(c, *, prod=False, files=None, project=None):
     """The `docker compose` prefix for this project: project name, directory, files, env file.
 
@@ -13,7 +18,7 @@ def compose_args(c, *, prod=False, files=None, project=None):
     if files is None:
         files = stack.prod_compose_files if prod else stack.compose_files
     # Relative paths in compose files resolve against the first file's directory.
-    args = ["docker", "compose", "--project-name", project or stack.project_name,
+    args = ["docker", "compose", "--project-name", project or project_name(c, prod),
             "--project-directory", str((ROOT / files[0]).parent)]
     for compose_file in files:
         args += ["-f", str(ROOT / compose_file)]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from . import ROOT, Problem, bases, ports
+from .compose import project_name
 from .engine import compose_version, server_version
 from .envfile import missing_keys, read_env
 from .stack import effective_env
@@ -63,17 +64,17 @@ def check_database_host(env, env_name):
     return []
 
 
-def check_ports(c, engine_up):
+def check_ports(c, engine_up, prod=False):
     stack = c.config.stack
     env = effective_env(c)
     findings = []
-    for variable, default in stack.ports.items():
+    for variable, default in (stack.prod_ports if prod else stack.ports).items():
         port = int(env.get(variable) or default)
         if ports.is_free(port):
             findings.append(Finding("port", True, f"{port} ({variable}) free"))
             continue
         ours = [name for name, project in (ports.containers_publishing(c, port) if engine_up else [])
-                if project == stack.project_name]
+                if project == project_name(c, prod)]
         if ours:
             findings.append(Finding("port", True, f"{port} ({variable}) used by this stack ({ours[0]})"))
             continue

@@ -58,14 +58,21 @@ def running(c, service, prod=False):
 
 
 def status(container):
-    """'healthy', 'starting', 'unhealthy', 'running' (no health check) or the stopped state."""
+    """'healthy', 'starting', 'unhealthy', 'running' (no health check), 'completed' (a one-shot
+    job such as migrate that exited 0) or the stopped state."""
+    if container["State"] == "exited" and container.get("ExitCode") == 0:
+        return "completed"
     if container["State"] != "running":
         return f"{container['State']} (exit {container.get('ExitCode', '?')})"
     return container.get("Health") or "running"
 
 
+DONE = ("healthy", "running", "completed")
+
+
 def wait_healthy(c, services, timeout, prod=False, interval=1.0):
-    """Wait until every service's container is healthy (or running, without a health check).
+    """Wait until every service's container is healthy (running, without a health check;
+    exited 0, for a one-shot job).
 
     Returns the seconds it took. On timeout, or when a container stopped, prints the last
     log lines of each service that is not healthy and raises a Problem naming them.
@@ -73,7 +80,7 @@ def wait_healthy(c, services, timeout, prod=False, interval=1.0):
     start = time.monotonic()
     while True:
         states = {ct["Service"]: status(ct) for ct in containers(c, prod) if ct["Service"] in services}
-        pending = {s: states.get(s, "missing") for s in services if states.get(s) not in ("healthy", "running")}
+        pending = {s: states.get(s, "missing") for s in services if states.get(s) not in DONE}
         if not pending:
             return time.monotonic() - start
         stopped = [s for s, state in pending.items() if state.startswith(("exited", "dead", "missing"))]

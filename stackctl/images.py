@@ -1,0 +1,47 @@
+"""The stack's images: which image each service builds, building them one by one, sizes."""
+import json
+import time
+
+from . import Problem
+from .bases import image_size_mb
+from .budgets import ImageMeasure
+from .compose import docker_compose, project_name
+from .stack import effective_env
+
+
+def built_images(c, prod=False):
+    """{service: image} for the services the compose file builds, one service per image
+    (in prod, migrate runs the backend's image)."""
+    result = docker_compose(c, "config --format json", prod=prod, hide=True, warn=True)
+    if not result.ok:
+        raise Problem((result.stderr.strip().splitlines() or ["docker compose config failed"])[-1])
+    images = {}
+    for name, spec in sorted(json.loads(result.stdout)["services"].items()):
+        image = spec.get("image") or f"{project_name(c, prod)}-{name}"
+        if "build" in spec and image not in images.values():
+            images[name] = image
+    return images
+
+
+def build_one(c, service, prod=False, no_cache=False):
+    """Build one service's image; returns seconds taken. On failure the build output
+    stays on screen and the Problem names the service."""
+    start = time.monotonic()
+    result = docker_compose(c, f"--progress plain build {'--no-cache ' if no_cache else ''}{service}",
+                            prod=prod, warn=True)
+    if not result.ok:
+        raise Problem(f"building {service} failed: see its build output above")
+    return time.monotonic() - start
+
+
+def measure(c, service, image, build_s=None):
+    """Size and base figures of a built image, with the budgets from invoke.yaml."""
+    budgets = c.config.build.budgets.get(service) or {}
+    base_image = effective_env(c).get(budgets.get("base_var", ""), "") if budgets else ""
+    size = image_size_mb(c, image)
+    if size is None:
+        raise Problem(f"image {image} of {service} not found: build it with `inv build --prod`")
+    return ImageMeasure(service=service, image=image, size_mb=size, base_image=base_image,
+                        base_mb=image_size_mb(c, base_image) if base_image else None, build_s=build_s,
+                        budget_total_mb=budgets.get("total_mb"),
+                        budget_over_base_mb=budgets.get("over_base_mb"))

@@ -1,0 +1,41 @@
+"""`inv lint`: hadolint on every Dockerfile, Compose's own validation of both compose
+files, yamllint on the project's YAML."""
+import os
+import shlex
+
+from . import ROOT
+from .compose import docker_compose
+
+SKIP_DIRS = {".git", ".cache", "node_modules", ".venv", "dist"}
+YAML_FILES = ["docker-compose.yml", "docker-compose.prod.yml", "bases/compose.yaml", "invoke.yaml",
+              "tests/integration/fixtures/compose.yaml", ".yamllint.yaml", ".hadolint.yaml"]
+
+
+def dockerfiles():
+    """Every Dockerfile in the project (relative paths), skipping caches and dependencies."""
+    found = []
+    for directory, subdirs, files in os.walk(ROOT):
+        subdirs[:] = sorted(d for d in subdirs if d not in SKIP_DIRS)
+        found += [os.path.relpath(os.path.join(directory, f), ROOT) for f in files if f == "Dockerfile"]
+    return sorted(found)
+
+
+def run_linters(c):
+    """Run every linter, printing their output; returns the names of those that failed."""
+    failed = []
+    hadolint = f"hadolint --config {ROOT / '.hadolint.yaml'} " + " ".join(map(shlex.quote, dockerfiles()))
+    checks = [("hadolint", lambda: c.run(hadolint, warn=True)),
+              ("yamllint", lambda: c.run(f"yamllint --strict -c {ROOT / '.yamllint.yaml'} "
+                                         + " ".join(YAML_FILES), warn=True))]
+    for prod in (False, True):
+        label = "compose config " + ("(prod)" if prod else "(dev)")
+        checks.append((label, lambda prod=prod: docker_compose(c, "config --quiet", prod=prod, warn=True)))
+    with c.cd(str(ROOT)):
+        for name, check in checks:
+            result = check()
+            # Compose validates quietly but still prints warnings (obsolete keys, unset variables).
+            clean = result.ok and not (name.startswith("compose") and result.stderr.strip())
+            print(f"{'ok  ' if clean else 'FAIL'}  {name}")
+            if not clean:
+                failed.append(name)
+    return failed
