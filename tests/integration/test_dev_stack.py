@@ -4,63 +4,28 @@ CRUD, both test suites in their containers, hot reload, data lifetime, bad input
 Runs from a copy of the working tree under a project name and ports of its own, so it
 never touches a developer's running stack; removes everything it made."""
 import json
-import shutil
 import socket
 import subprocess
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
 
-from stackctl.envfile import set_values
-from tests.helpers import ROOT, assert_one_line_failure, free_port, inv, make_checkout
-
-PROJECT = "todostack-it"
-TIMEOUT = 5
-
-
-class Stack:
-    def __init__(self, path, ports):
-        self.path, self.ports = path, ports
-        self.frontend = f"http://127.0.0.1:{ports['FRONTEND_PORT']}"
-        self.backend = f"http://127.0.0.1:{ports['BACKEND_PORT']}"
-
-    def inv(self, *args, env=None):
-        return inv(*args, cwd=self.path, env={"INVOKE_STACK_PROJECT_NAME": PROJECT, **(env or {})})
-
-    def ok(self, *args):
-        result = self.inv(*args)
-        assert result.returncode == 0, f"inv {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
-        return result
-
-    def started_at(self, service):
-        return subprocess.run(["docker", "inspect", "-f", "{{.State.StartedAt}}", f"{PROJECT}-{service}-1"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-
+from tests.helpers import assert_one_line_failure
+from tests.integration.stacks import StackCopy, http
 
 @pytest.fixture(scope="module")
 def stack():
-    assert (ROOT / ".env").is_file(), "no .env: run `inv setup` first"
-    # Under the project (not a private temp dir): the frontend container, as user node, reads the bind mount.
-    (ROOT / ".cache").mkdir(exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix="dev-stack-", dir=ROOT / ".cache"))
-    path.chmod(0o755)
-    make_checkout(path)
-    shutil.copy(ROOT / ".env", path / ".env")
-    ports = {name: free_port() for name in ("FRONTEND_PORT", "BACKEND_PORT", "POSTGRES_PORT")}
-    set_values(path / ".env", ports)
-    stack = Stack(path, ports)
+    stack = StackCopy("todostack-it")
     stack.ok("reset", "--yes")
     yield stack
     stack.inv("reset", "--yes")
-    shutil.rmtree(path)
+    stack.remove()
 
 
-def api(stack, method, path, via="backend", **kwargs):
-    return requests.request(method, getattr(stack, via) + path, timeout=TIMEOUT, **kwargs)
+def api(stack, method, path, via="BACKEND_PORT", **kwargs):
+    return http(method, stack.url(via) + path, **kwargs)
 
 
 def wait_until(predicate, timeout=30, interval=0.05):
@@ -81,8 +46,8 @@ def test_up_from_nothing_brings_every_service_up_healthy(stack, measure):
     result = stack.ok("up")
     measure("dev: inv up from nothing (incl. build)", time.monotonic() - start, "s")
     assert "postgres, backend, frontend healthy" in result.stdout
-    assert stack.frontend in result.stdout and stack.backend in result.stdout
-    page = api(stack, "GET", "/", via="frontend")
+    assert stack.url("FRONTEND_PORT") in result.stdout and stack.url("BACKEND_PORT") in result.stdout
+    page = api(stack, "GET", "/", via="FRONTEND_PORT")
     assert page.status_code == 200 and '<div id="root">' in page.text
     health = api(stack, "GET", "/health").json()
     assert health["status"] == "ok" and health["database"] == "connected"
@@ -100,14 +65,14 @@ def test_crud_through_the_api_and_the_frontend_proxy(stack):
     assert created.status_code == 201
     todo = created.json()
     assert todo["title"] == "buy milk" and todo["done"] is False
-    assert api(stack, "GET", f"/api/v1/todos/{todo['id']}", via="frontend").json() == todo
-    updated = api(stack, "PATCH", f"/api/v1/todos/{todo['id']}", via="frontend", json={"done": True})
+    assert api(stack, "GET", f"/api/v1/todos/{todo['id']}", via="FRONTEND_PORT").json() == todo
+    updated = api(stack, "PATCH", f"/api/v1/todos/{todo['id']}", via="FRONTEND_PORT", json={"done": True})
     assert updated.status_code == 200 and updated.json()["done"] is True
-    second = api(stack, "POST", "/api/v1/todos", via="frontend", json={"title": "second"}).json()
+    second = api(stack, "POST", "/api/v1/todos", via="FRONTEND_PORT", json={"title": "second"}).json()
     listing = api(stack, "GET", "/api/v1/todos").json()
     assert [item["id"] for item in listing["items"]][:2] == [second["id"], todo["id"]]
     for item in (todo, second):
-        assert api(stack, "DELETE", f"/api/v1/todos/{item['id']}", via="frontend").status_code == 204
+        assert api(stack, "DELETE", f"/api/v1/todos/{item['id']}", via="FRONTEND_PORT").status_code == 204
     assert api(stack, "GET", f"/api/v1/todos/{todo['id']}").status_code == 404
 
 
@@ -166,10 +131,10 @@ def test_vite_serves_an_edited_module_without_restart(stack, measure):
     edited = original.replace("<h1>Todos</h1>", f"<h1>{marker}</h1>")
     assert edited != original, "the heading changed; update this test"
     started = stack.started_at("frontend")
-    api(stack, "GET", "/src/App.tsx", via="frontend")
+    api(stack, "GET", "/src/App.tsx", via="FRONTEND_PORT")
     source.write_text(edited)
     try:
-        latency = wait_until(lambda: marker in api(stack, "GET", "/src/App.tsx", via="frontend").text)
+        latency = wait_until(lambda: marker in api(stack, "GET", "/src/App.tsx", via="FRONTEND_PORT").text)
     finally:
         source.write_text(original)
     assert latency is not None, "Vite did not serve the edited module within 30 s"
@@ -219,7 +184,7 @@ def test_reset_removes_the_data(stack):
     stack.ok("reset", "--yes")
     volumes = subprocess.run(["docker", "volume", "ls", "--format", "{{json .}}"],
                              capture_output=True, text=True, check=True).stdout
-    assert f"{PROJECT}_postgres-data" not in [json.loads(line)["Name"] for line in volumes.splitlines()]
+    assert f"{stack.project}_postgres-data" not in [json.loads(line)["Name"] for line in volumes.splitlines()]
     stack.ok("up")
     stack.ok("migrate")
     assert api(stack, "GET", "/api/v1/todos").json()["total"] == 0
