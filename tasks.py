@@ -16,12 +16,15 @@ PROD_HELP = "Act on the production stack (docker-compose.prod.yml)"
 
 @task(help={
     "engine": "Also provision a Docker engine and Compose v2 when missing (Debian/Ubuntu, root)",
+    "test_tools": "Also install what the tests drive: chromium and wrk (Debian/Ubuntu, root)",
     "force": "Recreate .env from .env.example with new secrets, replacing the existing one",
 })
-def setup(c, engine=False, force=False):
+def setup(c, engine=False, test_tools=False, force=False):
     """Prepare this machine: .env with fresh secrets, engine check, base images."""
-    if engine:
-        c.run(f"bash {ROOT / 'scripts/install-engine.sh'}")
+    provisions = [flag for flag, wanted in (("--engine", engine), ("--test-tools", test_tools)) if wanted]
+    if provisions:
+        if not c.run(f"bash {ROOT / 'scripts/provision-host.sh'} {' '.join(provisions)}", warn=True).ok:
+            raise Problem("setup: provisioning this host failed (see the line above)")
     config = c.config.stack
     env_path = ROOT / config.env_file
     outcome, keys = envfile.create_or_complete(env_path, ROOT / config.env_example,

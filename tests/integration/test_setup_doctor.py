@@ -130,15 +130,17 @@ def test_unreachable_mirror_fails_cleanly_and_leaves_nothing(checkout):
 
 def test_engine_provisioning_refuses_without_root(checkout):
     # The script goes in on stdin: nobody cannot read pytest's private temporary directory.
-    result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "bash", "-s"],
-                            input=(checkout / "scripts/install-engine.sh").read_text(),
+    result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                             "bash", "-s", "--", "--engine"],
+                            input=(checkout / "scripts/provision-host.sh").read_text(),
                             capture_output=True, text=True, env={**os.environ, **UNREACHABLE_ENGINE})
     assert result.returncode == 1
-    assert result.stderr.strip().endswith("needs root: rerun as root (sudo inv setup --engine)")
+    assert result.stderr.strip().endswith("needs root: rerun as root (sudo)")
 
 
 def test_engine_provisioning_leaves_a_working_engine_alone(checkout):
-    result = subprocess.run(["bash", str(checkout / "scripts/install-engine.sh")], capture_output=True, text=True)
+    result = subprocess.run(["bash", str(checkout / "scripts/provision-host.sh"), "--engine"],
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "already running: left as it is" in result.stdout
     assert "already installed" in result.stdout
