@@ -1,0 +1,211 @@
+"""`inv scan`: security checks of built images.
+
+An image fails when it runs as root, has no HEALTHCHECK, or carries a `.env` file,
+a private key or the value of one of the project's secrets anywhere: in a file of
+any layer (a file a later layer deletes is still in the image), in its config (Env,
+Labels, Cmd, Entrypoint, Healthcheck) or in its build history (a build ARG used in
+a RUN is recorded there). Messages name the secret's variable, never its value.
+
+Layers are read from `docker save`; history steps are numbered oldest first, as in
+the image's config (`docker history` lists them newest first).
+"""
+import json
+import posixpath
+import re
+import shlex
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from . import Problem
+
+# Files larger than this are checked by name only (a key or a .env file is small).
+MAX_CONTENT_BYTES = 50 * 1024 * 1024
+# Shorter values are too likely to occur by chance (`app`, `postgres`).
+MIN_SECRET_LENGTH = 8
+ROOT_USERS = {"", "0", "root"}
+CONFIG_FIELDS = ("Env", "Labels", "Cmd", "Entrypoint", "Healthcheck")
+# A whole PEM private key block: header, base64 body (encrypted keys carry
+# Proc-Type/DEK-Info lines), matching footer. Certificates and public keys never match;
+# neither does code that merely names the header (e.g. a parser's constant). Compiled
+# programs and libraries are not checked: GnuTLS carries its FIPS self-test keys.
+PRIVATE_KEY = re.compile(rb"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY-----"
+                         rb"[A-Za-z0-9+/=\s:,\-]{32,}?-----END \1PRIVATE KEY-----")
+ELF = b"\x7fELF"
+
+
+@dataclass(frozen=True)
+class Finding:
+    image: str
+    check: str  # user, healthcheck, env-file, private-key, secret
+    message: str  # one line: what and where; never a secret's value
+
+    def __str__(self):
+        return f"{self.image}: {self.check}: {self.message}"
+
+
+def usable_secrets(secrets):
+    """{variable: value encoded} for the values long enough to search for."""
+    return {name: value.encode() for name, value in secrets.items()
+            if value and len(value) >= MIN_SECRET_LENGTH}
+
+
+def redact(text, secrets):
+    """text with every secret value replaced by its variable's name."""
+    for name, value in secrets.items():
+        text = text.replace(value.decode(errors="replace"), f"<{name}>")
+    return text
+
+
+def check_user(image, config):
+    """The configured user (`USER`): root when unset, 0 or root, with any group."""
+    user = (config.get("User") or "").strip()
+    if user.split(":")[0] in ROOT_USERS:
+        shown = f"USER {user}" if user else "no USER set"
+        return [Finding(image, "user", f"runs as root ({shown}): add a non-root USER")]
+    return []
+
+
+def check_healthcheck(image, config):
+    test = (config.get("Healthcheck") or {}).get("Test") or []
+    if not test or test[0] == "NONE":
+        return [Finding(image, "healthcheck", "no HEALTHCHECK in the image")]
+    return []
+
+
+def check_config_secrets(image, config, secrets):
+    """Secret values in the image config (secrets as usable_secrets returns them)."""
+    findings = []
+    for field in CONFIG_FIELDS:
+        text = "\n".join(strings(config.get(field))).encode()
+        findings += [Finding(image, "secret", f"value of {name} in config {field}")
+                     for name, value in secrets.items() if value in text]
+    return findings
+
+
+def strings(value):
+    """Every string in a JSON value: list items, dict keys and values, recursively."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for key, item in value.items() for s in [key, *strings(item)]]
+    if isinstance(value, list):
+        return [s for item in value for s in strings(item)]
+    return []
+
+
+def check_history_secrets(image, history, secrets):
+    """Secret values in the build history (`created_by` of each step, oldest first)."""
+    findings = []
+    for step, entry in enumerate(history, start=1):
+        created_by = (entry.get("created_by") or "").encode()
+        for name, value in secrets.items():
+            if value in created_by:
+                findings.append(Finding(image, "secret", f"value of {name} in history step {step} "
+                                        f"of {len(history)}"))
+    return findings
+
+
+def is_env_file(name):
+    return name == ".env" or (name.startswith(".env.") and name != ".env.example")
+
+
+def scan_layer(image, where, layer, secrets):
+    """Findings in one layer tar (a binary file object, read as a stream).
+
+    `where` says which layer, e.g. "layer 3 (history step 7)"; secrets as
+    usable_secrets returns them.
+    """
+    findings = []
+    with tarfile.open(fileobj=layer, mode="r|*") as members:
+        for member in members:
+            if not (member.isreg() or member.islnk()):
+                continue
+            path = "/" + member.name.removeprefix("./").lstrip("/")
+            name = PurePosixPath(path).name
+            if name.startswith(".wh."):  # a deletion marker: the file it deletes was checked
+                continue
+            shown = redact(path, secrets)
+            if is_env_file(name):
+                findings.append(Finding(image, "env-file", f"environment file {shown} in {where}"))
+            for secret, value in secrets.items():
+                if value in path.encode():
+                    findings.append(Finding(image, "secret", f"value of {secret} in the name of "
+                                            f"{shown} in {where}"))
+            if not member.isreg() or member.size > MAX_CONTENT_BYTES:
+                continue
+            data = members.extractfile(member).read()
+            if not data.startswith(ELF) and b"PRIVATE KEY-----" in data and PRIVATE_KEY.search(data):
+                findings.append(Finding(image, "private-key", f"private key in {shown} in {where}"))
+            for secret, value in secrets.items():
+                if value in data:
+                    findings.append(Finding(image, "secret", f"value of {secret} in {shown} in {where}"))
+    return findings
+
+
+def layer_steps(history):
+    """History step (1-based, oldest first) that created each layer, in layer order."""
+    return [step for step, entry in enumerate(history, start=1) if not entry.get("empty_layer")]
+
+
+def scan_saved(image, archive, secrets):
+    """Findings in the layers and history of a `docker save` archive (legacy
+    `<id>/layer.tar` and OCI `blobs/sha256/<digest>` layouts alike: both have
+    manifest.json). Secrets as usable_secrets returns them."""
+    findings = []
+    with tarfile.open(archive) as saved:
+        manifest = json.load(saved.extractfile("manifest.json"))[0]
+        history = json.load(saved.extractfile(manifest["Config"])).get("history") or []
+        findings += check_history_secrets(image, history, secrets)
+        steps = layer_steps(history)
+        if len(steps) != len(manifest["Layers"]):
+            steps = [None] * len(manifest["Layers"])
+        scanned = set()
+        for number, (path, step) in enumerate(zip(manifest["Layers"], steps), start=1):
+            member = saved.getmember(path)
+            while member.issym():  # a layer already saved under another id is a symlink to it
+                member = saved.getmember(posixpath.normpath(
+                    posixpath.join(posixpath.dirname(member.name), member.linkname)))
+            if member.name in scanned:
+                continue
+            scanned.add(member.name)
+            where = f"layer {number}" + (f" (history step {step})" if step else "")
+            findings += scan_layer(image, where, saved.extractfile(member), secrets)
+    return findings
+
+
+def image_config(c, image):
+    """The image's config (`docker image inspect` .Config); Problem when it is not there."""
+    result = c.run(f"docker image inspect {shlex.quote(image)}", hide=True, warn=True)
+    if not result.ok:
+        raise Problem(f"image {image} not found: run `inv build --prod`")
+    return json.loads(result.stdout)[0]["Config"] or {}
+
+
+def save_image(c, image, archive):
+    """`docker save` the image to the archive file."""
+    result = c.run(f"docker save -o {shlex.quote(str(archive))} {shlex.quote(image)}",
+                   hide=True, warn=True)
+    if not result.ok:
+        lines = result.stderr.strip().splitlines()
+        raise Problem(f"docker save {image} failed: {lines[-1] if lines else 'no error message'}")
+
+
+def scan_image(c, image, secrets):
+    """Every finding in one image. secrets: {variable: value}; values shorter than
+    MIN_SECRET_LENGTH are ignored."""
+    config = image_config(c, image)
+    needles = usable_secrets(secrets)
+    findings = check_user(image, config) + check_healthcheck(image, config)
+    findings += check_config_secrets(image, config, needles)
+    with tempfile.TemporaryDirectory(prefix="stackctl-scan-") as tmp:
+        archive = Path(tmp) / "image.tar"
+        save_image(c, image, archive)
+        findings += scan_saved(image, archive, needles)
+    return findings
+
+
+def configured_secrets(c, env):
+    """{variable: value} of the secret variables (invoke.yaml stack.secret_vars) set in env."""
+    return {name: env[name] for name in c.config.stack.secret_vars if env.get(name)}

@@ -1,0 +1,250 @@
+import base64
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import tarfile
+
+import pytest
+from invoke import MockContext, Result
+
+from stackctl import Problem, scan
+from tests.helpers import project_config
+
+SECRET = "s3cr3t-value-0123456789"
+SECRETS = scan.usable_secrets({"SECRET_KEY": SECRET, "SHORT": "abc1234", "EMPTY": ""})
+
+
+def pem(kind):
+    body = base64.encodebytes(os.urandom(120)).decode()
+    return f"-----BEGIN {kind}-----\n{body}-----END {kind}-----\n"
+
+
+# The CA bundle every base image carries: certificates, never a finding.
+CA_BUNDLE = pem("CERTIFICATE") + pem("CERTIFICATE")
+
+
+def layer_tar(files):
+    """An uncompressed layer tar: {path: bytes}; a None value makes a directory."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path, data in files.items():
+            info = tarfile.TarInfo(path)
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def scan_files(files):
+    return scan.scan_layer("img", "layer 1", io.BytesIO(layer_tar(files)), SECRETS)
+
+
+def test_usable_secrets_drop_short_and_empty_values():
+    assert SECRETS == {"SECRET_KEY": SECRET.encode()}
+
+
+@pytest.mark.parametrize("user", ["", "0", "root", "0:0", "root:root", "root:1000", " "])
+def test_root_users(user):
+    [finding] = scan.check_user("img", {"User": user})
+    assert finding.check == "user"
+    assert finding.message.startswith("runs as root")
+
+
+def test_no_user_key_is_root_and_non_root_users_pass():
+    assert scan.check_user("img", {})[0].message == "runs as root (no USER set): add a non-root USER"
+    assert scan.check_user("img", {"User": "root:0"})[0].message == \
+        "runs as root (USER root:0): add a non-root USER"
+    for user in ["app", "1000", "1000:0", "65534:65534", "101"]:
+        assert scan.check_user("img", {"User": user}) == []
+
+
+@pytest.mark.parametrize("healthcheck", [None, {}, {"Test": []}, {"Test": ["NONE"]}])
+def test_missing_or_disabled_healthcheck(healthcheck):
+    assert scan.check_healthcheck("img", {"Healthcheck": healthcheck}) == \
+        [scan.Finding("img", "healthcheck", "no HEALTHCHECK in the image")]
+
+
+def test_healthcheck_present():
+    assert scan.check_healthcheck("img", {"Healthcheck": {"Test": ["CMD-SHELL", "curl -f localhost"]}}) == []
+
+
+def test_secrets_in_config_fields_named_without_the_value():
+    config = {"Env": ["PATH=/usr/bin", f"TOKEN={SECRET}"], "Labels": {"a": "b", "c": f"x{SECRET}y"},
+              "Cmd": ["app", "--key", SECRET], "Entrypoint": None, "User": SECRET,
+              "Healthcheck": {"Test": ["CMD", "curl", "-H", f"Authorization: {SECRET}"]}}
+    findings = scan.check_config_secrets("img", config, SECRETS)
+    assert [f.message for f in findings] == [f"value of SECRET_KEY in config {field}"
+                                             for field in ("Env", "Labels", "Cmd", "Healthcheck")]
+    assert scan.check_config_secrets("img", {"Env": ["SHORT=abc1234"]}, SECRETS) == []
+
+
+def test_secret_in_a_label_name():
+    assert scan.check_config_secrets("img", {"Labels": {SECRET: "x"}}, SECRETS)
+
+
+def test_secrets_in_history_by_step():
+    history = [{"created_by": "/bin/sh -c #(nop) ADD file:abc in /"},
+               {"created_by": "ARG TOKEN", "empty_layer": True},
+               {"created_by": f"RUN |1 TOKEN={SECRET} /bin/sh -c echo $TOKEN # buildkit"},
+               {"comment": "no created_by"},
+               {"created_by": "RUN |1 SHORT=abc1234 /bin/sh -c true"}]
+    assert [str(f) for f in scan.check_history_secrets("img", history, SECRETS)] == \
+        ["img: secret: value of SECRET_KEY in history step 3 of 5"]
+
+
+def test_layer_walk_flags_env_files_keys_and_secrets():
+    findings = scan_files({
+        "app": None,
+        "app/.env": f"SECRET_KEY={SECRET}\n".encode(),
+        "app/.env.production": b"DEBUG=false\n",
+        "app/.env.example": b"SECRET_KEY=\n",
+        "app/settings.py": f"KEY = '{SECRET}'\n".encode(),
+        "app/short.txt": b"abc1234\n",
+        "root/.ssh/id_rsa": pem("RSA PRIVATE KEY").encode(),
+        "srv/tls/server.key": pem("EC PRIVATE KEY").encode(),
+        "srv/tls/pkcs8.pem": pem("PRIVATE KEY").encode(),
+        "home/u/.ssh/id_ed25519": pem("OPENSSH PRIVATE KEY").encode(),
+        "etc/ssl/certs/ca-certificates.crt": CA_BUNDLE.encode(),
+        "srv/tls/server.pem": pem("CERTIFICATE").encode(),
+        "srv/tls/public.pem": pem("PUBLIC KEY").encode(),
+        "usr/lib/python3/site-packages/ssh.py": b'_SK_START = b"-----BEGIN OPENSSH PRIVATE KEY-----"\n',
+        "usr/lib/libgnutls.so": b"\x7fELF\x02\x01" + pem("PRIVATE KEY").encode(),
+    })
+    assert sorted(str(f) for f in findings) == sorted([
+        "img: env-file: environment file /app/.env in layer 1",
+        "img: env-file: environment file /app/.env.production in layer 1",
+        "img: secret: value of SECRET_KEY in /app/.env in layer 1",
+        "img: secret: value of SECRET_KEY in /app/settings.py in layer 1",
+        "img: private-key: private key in /root/.ssh/id_rsa in layer 1",
+        "img: private-key: private key in /srv/tls/server.key in layer 1",
+        "img: private-key: private key in /srv/tls/pkcs8.pem in layer 1",
+        "img: private-key: private key in /home/u/.ssh/id_ed25519 in layer 1",
+    ])
+
+
+def test_encrypted_private_key_is_flagged():
+    key = pem("RSA PRIVATE KEY").replace(
+        "-----\n", "-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,0A1B2C3D4E5F60718293A4B5C6D7E8F9\n\n", 1)
+    assert [f.check for f in scan_files({"key.pem": key.encode()})] == ["private-key"]
+
+
+def test_whiteouts_are_not_env_files_and_dot_slash_names_are_normalised():
+    assert scan_files({"app/.wh..env": b"", "./srv/.env": b"X=1\n"}) == \
+        [scan.Finding("img", "env-file", "environment file /srv/.env in layer 1")]
+
+
+def test_big_files_are_checked_by_name_only(monkeypatch):
+    monkeypatch.setattr(scan, "MAX_CONTENT_BYTES", 100)
+    big = SECRET.encode() + b"x" * 200
+    assert [str(f) for f in scan_files({"data.bin": big, ".env.local": big})] == \
+        ["img: env-file: environment file /.env.local in layer 1"]
+
+
+def test_secret_in_a_file_name_is_reported_redacted():
+    [finding] = scan_files({f"tmp/{SECRET}.txt": b"nothing"})
+    assert finding.message == "value of SECRET_KEY in the name of /tmp/<SECRET_KEY>.txt in layer 1"
+
+
+def saved_image(tmp_path, layers, history, oci=False, gzip_layers=False):
+    """A `docker save` archive: legacy (<id>/layer.tar, duplicates as symlinks) or OCI (blobs/sha256)."""
+    def add(tar, name, data=None, link=None):
+        info = tarfile.TarInfo(name)
+        if link:
+            info.type, info.linkname = tarfile.SYMTYPE, link
+            tar.addfile(info)
+        else:
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+    archive = tmp_path / "image.tar"
+    config = json.dumps({"config": {}, "history": history}).encode()
+    with tarfile.open(archive, "w") as tar:
+        paths, seen = [], {}
+        for files in layers:
+            data = layer_tar(files)
+            data = gzip.compress(data) if gzip_layers else data
+            digest = hashlib.sha256(data).hexdigest()
+            if oci:
+                path = f"blobs/sha256/{digest}"
+                if digest not in seen:
+                    add(tar, path, data)
+            else:
+                path = f"{hashlib.sha256(str(len(paths)).encode()).hexdigest()}/layer.tar"
+                if digest in seen:
+                    add(tar, path, link=f"../{seen[digest].split('/')[0]}/layer.tar")
+                else:
+                    add(tar, path, data)
+            seen.setdefault(digest, path)
+            paths.append(path)
+        config_path = "blobs/sha256/" + hashlib.sha256(config).hexdigest() if oci else "abc.json"
+        add(tar, config_path, config)
+        add(tar, "manifest.json", json.dumps([{"Config": config_path, "RepoTags": ["img:latest"],
+                                               "Layers": paths}]).encode())
+    return archive
+
+
+LAYERS = [{"etc/ssl/certs/ca-certificates.crt": CA_BUNDLE.encode()},
+          {"tmp/leak.txt": SECRET.encode()},
+          {"tmp/.wh.leak.txt": b""},
+          {"tmp/leak.txt": SECRET.encode()}]  # identical to layer 2: saved and scanned once
+HISTORY = [{"created_by": "ADD rootfs.tar /"},
+           {"created_by": "ENV A=b", "empty_layer": True},
+           {"created_by": "COPY leak.txt /tmp/"},
+           {"created_by": "RUN rm /tmp/leak.txt"},
+           {"created_by": f"LABEL token={SECRET}", "empty_layer": True},
+           {"created_by": "COPY leak.txt /tmp/"}]
+
+
+@pytest.mark.parametrize("oci,gzip_layers", [(False, False), (True, False), (True, True)])
+def test_saved_image_layers_and_history(tmp_path, oci, gzip_layers):
+    archive = saved_image(tmp_path, LAYERS, HISTORY, oci=oci, gzip_layers=gzip_layers)
+    assert [str(f) for f in scan.scan_saved("img", archive, SECRETS)] == [
+        "img: secret: value of SECRET_KEY in history step 5 of 6",
+        # Deleted by the next layer, still in the image.
+        "img: secret: value of SECRET_KEY in /tmp/leak.txt in layer 2 (history step 3)",
+    ]
+
+
+def test_layers_without_matching_history_are_numbered_only(tmp_path):
+    archive = saved_image(tmp_path, LAYERS[:2], [])
+    assert [f.message for f in scan.scan_saved("img", archive, SECRETS)] == \
+        ["value of SECRET_KEY in /tmp/leak.txt in layer 2"]
+
+
+def test_scan_image_combines_config_and_layers(tmp_path, monkeypatch):
+    archive = saved_image(tmp_path, LAYERS, HISTORY)
+    inspect = json.dumps([{"Config": {"User": "", "Env": [f"K={SECRET}"], "Healthcheck": None}}])
+    c = MockContext(config=project_config(), run={"docker image inspect img:1": Result(stdout=inspect)})
+    saved = []
+    monkeypatch.setattr(scan, "save_image", lambda c, image, target: saved.append(image)
+                        or shutil.copyfile(archive, target))
+    findings = scan.scan_image(c, "img:1", {"SECRET_KEY": SECRET, "SHORT": "abc1234"})
+    assert saved == ["img:1"]
+    assert [f.check for f in findings] == ["user", "healthcheck", "secret", "secret", "secret"]
+    assert [f.message for f in findings][2] == "value of SECRET_KEY in config Env"
+    assert all(SECRET not in str(f) for f in findings)
+
+
+def test_missing_image_is_a_problem():
+    c = MockContext(config=project_config(), run={"docker image inspect todostack/backend:latest":
+                                                  Result(exited=1, stderr="Error: No such image")})
+    with pytest.raises(Problem, match=r"image todostack/backend:latest not found: run `inv build --prod`"):
+        scan.scan_image(c, "todostack/backend:latest", {})
+
+
+def test_save_runs_docker_save_to_the_file(tmp_path):
+    c = MockContext(config=project_config(), run=Result())
+    scan.save_image(c, "img:1", tmp_path / "a b.tar")
+    c.run.assert_called_once_with(f"docker save -o '{tmp_path}/a b.tar' img:1", hide=True, warn=True)
+
+
+def test_configured_secrets_take_the_secret_variables_that_are_set():
+    c = MockContext(config=project_config())
+    env = {"SECRET_KEY": SECRET, "POSTGRES_PASSWORD": "", "POSTGRES_USER": "app"}
+    assert scan.configured_secrets(c, env) == {"SECRET_KEY": SECRET}
