@@ -6,7 +6,7 @@ import sys
 
 from invoke import task
 
-from stackctl import ROOT, Problem, bases, budgets, doctor as diagnosis, envfile, images, lint as lint_checks, stack
+from stackctl import ROOT, Problem, bases, budgets, doctor as diagnosis, envfile, images, lint as lint_checks, scan as scanner, stack
 from stackctl.compose import docker_compose
 from stackctl.engine import require_engine
 
@@ -258,6 +258,23 @@ def lint(c):
     if failed:
         raise Problem(f"lint: {', '.join(failed)} failed; see above")
     print("lint: all clean")
+
+
+@task
+def scan(c):
+    """Check the production images: non-root user, HEALTHCHECK, no .env, keys or secrets."""
+    _ready(c)
+    secrets = scanner.configured_secrets(c, stack.effective_env(c))
+    findings = []
+    for image in images.built_images(c, prod=True).values():
+        found = scanner.scan_image(c, image, secrets)
+        print(f"{'ok  ' if not found else 'FAIL'}  {image}")
+        for finding in found:
+            print(f"      {finding.check}: {finding.message}")
+        findings += found
+    if findings:
+        raise Problem(f"scan: {len(findings)} finding(s); see above")
+    print("scan: every image clean")
 
 
 @task(help={"unit": "Only the unit tests (seconds, no Docker needed)"})

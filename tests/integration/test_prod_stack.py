@@ -140,3 +140,10 @@ def test_lint_is_clean_and_catches_a_bad_dockerfile(stack):
         bad.parent.rmdir()
     assert_one_line_failure(result, "lint: hadolint failed")
     assert "DL3003" in result.stdout or "DL3003" in result.stderr
+
+
+def test_scan_finds_nothing_in_the_prod_images(stack):
+    result = stack.ok("scan")
+    assert f"ok    todostack/backend:{stack.project}" in result.stdout
+    assert f"ok    todostack/frontend:{stack.project}" in result.stdout
+    assert "scan: every image clean" in result.stdout

@@ -59,7 +59,7 @@ def test_rootfs_is_not_rebuilt_when_the_image_carries_the_same_key(monkeypatch):
     key = bases.rootfs_key("trixie", "http://a/debian", None)
     inspect = f'[{{"Config": {{"Labels": {{"org.localbase.rootfs": "{key}"}}}}}}]'
     c = MockContext(config=project_config(),
-                    run={"docker image inspect localbase/debian:trixie-slim": Result(stdout=inspect)})
+                    run={"docker image inspect localbase/debian:trixie-rootfs": Result(stdout=inspect)})
     assert bases.ensure_rootfs_image(c) == "cached"
     assert c.run.call_count == 1
 
