@@ -7,7 +7,7 @@ import sys
 from invoke import task
 
 from stackctl import ROOT, Problem, bases, budgets, doctor as diagnosis, envfile, images, lint as lint_checks, scan as scanner, stack
-from stackctl.compose import docker_compose
+from stackctl.compose import docker_compose, project_name
 from stackctl.engine import require_engine
 
 SERVICE_HELP = "Only this service; repeatable. Default: all"
@@ -69,6 +69,13 @@ def _ready(c):
     require_engine(c)
 
 
+def _compose(c, command, prod=False):
+    """docker compose with its output on screen; a failure ends the task in one line."""
+    result = docker_compose(c, command, prod=prod, warn=True)
+    if not result.ok:
+        raise Problem(f"docker compose {command.split()[0]} failed (exit {result.exited}); see its output above")
+
+
 @task(iterable=["service"], help={
     "build": "Rebuild images before starting (default: build only what is missing)",
     "service": SERVICE_HELP,
@@ -82,10 +89,9 @@ def up(c, build=False, service=None, prod=False, timeout=None):
     busy = [f for f in diagnosis.check_ports(c, engine_up=True, prod=prod) if not f.ok]
     if busy:
         raise Problem(busy[0].message)
-    docker_compose(c, f"up --detach {'--build ' if build else ''}{' '.join(services)}", prod=prod)
-    targets = stack.check_services(c, [], prod) if not service else services
-    took = stack.wait_healthy(c, targets, float(timeout or c.config.stack.up_timeout), prod)
-    print(f"up: {', '.join(targets)} healthy after {took:.1f} s")
+    _compose(c, f"up --detach {'--build ' if build else ''}{' '.join(services)}", prod)
+    took = stack.wait_healthy(c, services, float(timeout or c.config.stack.up_timeout), prod)
+    print(f"up: {', '.join(services)} healthy after {took:.1f} s")
     for name, address in stack.published_urls(c, prod).items():
         scheme = "" if name == "postgres" else "http://"
         print(f"  {name:<10} {scheme}{address}")
@@ -95,28 +101,28 @@ def up(c, build=False, service=None, prod=False, timeout=None):
 def down(c, prod=False):
     """Stop and remove the stack's containers; data volumes are kept."""
     _ready(c)
-    docker_compose(c, "down --remove-orphans", prod=prod)
+    _compose(c, "down --remove-orphans", prod)
 
 
 @task(help={"yes": "Do not ask for confirmation", "prod": PROD_HELP})
 def reset(c, yes=False, prod=False):
     """Remove the stack with its volumes: the database is lost."""
     _ready(c)
-    project = c.config.stack.project_name
+    project = project_name(c, prod)
     if not yes:
         if not sys.stdin.isatty():
             raise Problem("reset deletes the database volume; rerun with --yes to confirm")
         answer = input(f"Delete every container and volume of '{project}', database included? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             raise Problem("reset cancelled; nothing was removed")
-    docker_compose(c, "down --volumes --remove-orphans", prod=prod)
+    _compose(c, "down --volumes --remove-orphans", prod)
 
 
 @task(help={"prod": PROD_HELP})
 def ps(c, prod=False):
     """List the stack's containers with their state and health."""
     _ready(c)
-    docker_compose(c, "ps --all", prod=prod)
+    _compose(c, "ps --all", prod)
 
 
 @task(iterable=["service"], help={
@@ -130,7 +136,7 @@ def logs(c, service=None, follow=False, tail=None, prod=False):
     _ready(c)
     services = stack.check_services(c, service or [], prod) if service else []
     options = ("--follow " if follow else "") + (f"--tail {int(tail)} " if tail else "")
-    docker_compose(c, f"logs {options}{' '.join(services)}", prod=prod)
+    _compose(c, f"logs {options}{' '.join(services)}", prod)
 
 
 def _in_service(c, service, command, prod=False, user=None):
@@ -221,7 +227,7 @@ def build(c, prod=False, no_cache=False, service=None):
     wanted = stack.check_services(c, service or [], prod)
     targets = {s: image for s, image in images.built_images(c, prod).items() if s in wanted}
     if not prod:
-        docker_compose(c, f"build {'--no-cache ' if no_cache else ''}{' '.join(targets)}")
+        _compose(c, f"build {'--no-cache ' if no_cache else ''}{' '.join(targets)}")
         return
     limit = c.config.build.cold_build_s if no_cache else c.config.build.warm_build_s
     measures = []
