@@ -106,10 +106,23 @@ def test_list_empty(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     "params",
-    [{"limit": 0}, {"limit": 101}, {"offset": -1}, {"limit": "x"}],
+    [
+        {"limit": 0},
+        {"limit": 101},
+        {"offset": -1},
+        {"limit": "x"},
+        {"offset": 2**63},
+        {"offset": 2**70},
+    ],
 )
 def test_list_bad_pagination_is_422(client: TestClient, params: dict) -> None:
     assert client.get(URL, params=params).status_code == 422
+
+
+def test_largest_offset_is_an_empty_page(client: TestClient) -> None:
+    create(client, "only one")
+    page = client.get(URL, params={"offset": 2**63 - 1}).json()
+    assert page["items"] == [] and page["total"] == 1 and page["offset"] == 2**63 - 1
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,8 @@ from app.schemas import TodoCreate, TodoList, TodoRead, TodoUpdate
 router = APIRouter(prefix="/todos", tags=["todos"])
 
 NOT_FOUND = {status.HTTP_404_NOT_FOUND: {"description": "No todo with this id"}}
+# PostgreSQL's OFFSET is a bigint: a larger offset would be a database error (500).
+MAX_OFFSET = 2**63 - 1
 
 
 def _get_or_404(session: Session, todo_id: int) -> Todo:
@@ -28,7 +30,7 @@ def _get_or_404(session: Session, todo_id: int) -> Todo:
 def list_todos(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> TodoList:
     """Todos, newest first."""
     total = session.scalar(select(func.count()).select_from(Todo)) or 0
