@@ -19,9 +19,16 @@ if [ "${RUN_MIGRATIONS:-0}" = "1" ]; then
     alembic upgrade head
 fi
 
+# uvloop and httptools are asked for by name: "auto" would quietly fall back
+# to asyncio and h11. A worker that cannot import them is restarted by uvicorn
+# over and over, so the check runs once here, where it stops the container.
+python -c 'import uvloop, httptools'
+
 exec uvicorn app.main:app \
     --host 0.0.0.0 \
     --port "${PORT:-8000}" \
     --workers "${WEB_CONCURRENCY:-2}" \
+    --loop uvloop \
+    --http httptools \
     --no-server-header \
     --timeout-graceful-shutdown 20
