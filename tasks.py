@@ -283,6 +283,24 @@ def scan(c):
     print("scan: every image clean")
 
 
+@task(iterable=["only"], help={
+    "quick": "Fewer runs and shorter loads (bench.quick_runs, bench.load.quick_duration_s), to fit in CI",
+    "json": "Print the JSON report instead of the table",
+    "check": "Exit 1 when a median breaks its budget in invoke.yaml (bench.budgets), naming each breach",
+    "only": "Only this section: build, rebuild, sizes, load, up, reload; repeatable. Default: all",
+})
+def bench(c, quick=False, json=False, check=False, only=None):
+    """Measure builds, inv up, reloads and API load in an isolated copy; reports/bench.json."""
+    from stackctl import bench as benchmark
+    sections = benchmark.select_sections(only or [])
+    _ready(c)
+    report = benchmark.run(c, quick=quick, sections=sections, say=lambda line: print(line, file=sys.stderr))
+    print(benchmark.as_json(report) if json else benchmark.table(report))
+    if check and report["breaches"]:
+        raise Problem(f"bench: {len(report['breaches'])} budget(s) breached: {'; '.join(report['breaches'])}; "
+                      f"see {c.config.bench.report}")
+
+
 @task(help={"unit": "Only the unit tests (seconds, no Docker needed)"})
 def test(c, unit=False):
     """Run every test: unit tests, then integration tests against the real engine."""
