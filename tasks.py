@@ -301,6 +301,19 @@ def bench(c, quick=False, json=False, check=False, only=None):
                       f"see {c.config.bench.report}")
 
 
+@task(help={
+    "prod": "Check the production stack (default URL: its PROD_PORT) instead of the dev stack",
+    "base_url": "Origin to check, e.g. http://127.0.0.1:8080 (default: the stack's published frontend)",
+    "origin": "Origin the CORS check expects allowed (default: the first entry of CORS_ORIGINS)",
+    "json": "Print one JSON document (checks and summary) instead of lines",
+    "timeout": "Seconds to wait for the stack to be ready (/health with the database connected); default 60",
+})
+def smoke(c, prod=False, base_url=None, origin=None, json=False, timeout=None):
+    """Check a running stack from outside through its public origin: page, assets, health, API, CORS, metrics."""
+    from stackctl import smoke as smoke_checks
+    smoke_checks.run(c, prod=prod, base_url=base_url, origin=origin, as_json=json, timeout=timeout)
+
+
 @task(help={"unit": "Only the unit tests (seconds, no Docker needed)"})
 def test(c, unit=False):
     """Run every test: unit tests, then integration tests against the real engine."""
