@@ -1,0 +1,99 @@
+"""Browser end-to-end tests: Playwright for Python driving Debian's chromium (no browser
+download) against a dev and a production stack, each in a copy of the working tree with
+its own project names and ports. One stack is up at a time: pytest tears the dev stack
+down before it starts the prod one. A failed test leaves a screenshot and the page's
+console log under reports/e2e/."""
+import re
+import subprocess
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from tests.helpers import ROOT
+from tests.integration.stacks import StackCopy
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
+ARTIFACTS = ROOT / "reports" / "e2e"
+PORT = {"dev": "FRONTEND_PORT", "prod": "PROD_PORT"}
+PHASE_REPORTS = pytest.StashKey()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, so fixtures can see how the test went."""
+    report = yield
+    item.stash.setdefault(PHASE_REPORTS, {})[report.when] = report
+    return report
+
+
+def failed(request):
+    reports = request.node.stash.get(PHASE_REPORTS, {})
+    return any(report.failed for report in reports.values())
+
+
+@pytest.fixture(scope="session", params=["dev", "prod"])
+def app(request):
+    """A running, migrated stack: .mode ("dev" or "prod") and .url, the frontend's origin
+    (dev: Vite's port; prod: nginx's)."""
+    mode = request.param
+    flags = ["--prod"] if mode == "prod" else []
+    copy = StackCopy("todostack-e2e-dev" if mode == "dev" else "todostack-e2e")
+    try:
+        copy.ok("reset", "--yes", *flags)
+        if mode == "prod":
+            built = copy.inv("build", "--prod")
+            # The budgets are test_prod_stack's business; here the images only have to exist.
+            assert built.returncode == 0 or "build: budget breached by" in built.stderr, built.stdout + built.stderr
+        copy.ok("up", *flags)
+        copy.ok("migrate", *flags)
+        yield SimpleNamespace(mode=mode, url=copy.url(PORT[mode]))
+    finally:
+        copy.inv("reset", "--yes", *flags)
+        images = ([f"todostack/backend:{copy.project}", f"todostack/frontend:{copy.project}"] if mode == "prod"
+                  else [f"{copy.project}-backend", f"{copy.project}-frontend"])
+        subprocess.run(["docker", "rmi", *images], capture_output=True)
+        copy.remove()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} not found: `inv setup --test-tools` installs Debian's chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    """A fresh browser context and page. Collects the console; on failure saves a
+    screenshot and the console log as reports/e2e/<test>.png and .log."""
+    context = browser.new_context(viewport={"width": 1000, "height": 700})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    console = []
+    started = time.monotonic()
+
+    def stamp():
+        return f"{time.monotonic() - started:7.3f}s"
+
+    page.on("console", lambda message: console.append(f"{stamp()} {message.type}: {message.text}"))
+    page.on("pageerror", lambda error: console.append(f"{stamp()} pageerror: {error}"))
+    page.on("requestfailed", lambda req: console.append(f"{stamp()} requestfailed: {req.method} {req.url} "
+                                                            f"{req.failure}"))
+    yield page
+    if failed(request):
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+        try:
+            page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        except Exception as error:  # the page may be gone; the log still says what happened
+            console.append(f"screenshot failed: {error}")
+        (ARTIFACTS / f"{name}.log").write_text(f"url: {page.url}\n" + "\n".join(console) + "\n")
+    context.close()
