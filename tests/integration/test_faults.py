@@ -97,7 +97,8 @@ def assert_round_trip(stack):
 
 
 def assert_clean_503(response):
-    assert response.status_code == 503, f"{response.request.method} {response.url}: {response.status_code} {response.text}"
+    request = response.request
+    assert response.status_code == 503, f"{request.method} {request.url}: {response.status_code} {response.text}"
     assert response.headers["Content-Type"].startswith("application/json"), response.headers
     assert response.json() == {"detail": "Database unavailable"}
     assert "Traceback" not in response.text and "psycopg" not in response.text

@@ -70,30 +70,34 @@ class Tally:
             self.tracebacks.append(f"{label}: {case.as_curl_command()}")
 
 
+def sender(operation, mode, origin, session, tally):
+    """A Hypothesis test that sends EXAMPLES_PER_OPERATION generated cases of one operation."""
+    label = f"{operation.label} ({mode.value})"
+
+    @seed(SEED)
+    @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
+              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def send(case):
+        if tally.exhausted():
+            return
+        tally.record(label, case, case.call(base_url=origin, session=session, timeout=15))
+    return send
+
+
 def fuzz(origin, tally):
-    """Send every operation's generated cases, valid and invalid, EXAMPLES_PER_OPERATION of each."""
+    """Send every operation's generated cases, valid and invalid ones."""
     schema = schemathesis.openapi.from_url(origin + "/openapi.json", timeout=10)
     session = requests.Session()
     operations = [result.ok() for result in schema.get_all_operations()]
     assert operations, "the OpenAPI document lists no operations"
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            label = f"{operation.label} ({mode.value})"
-
-            @seed(SEED)
-            @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
-                      phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
-            @given(case=operation.as_strategy(generation_mode=mode))
-            def send(case):
-                if tally.exhausted():
-                    return
-                tally.record(label, case, case.call(base_url=origin, session=session, timeout=15))
-
             try:
-                send()
+                sender(operation, mode, origin, session, tally)()
             except Unsatisfiable:
                 # Nothing invalid to send: the operation takes no input (GET /health).
-                assert mode is GenerationMode.NEGATIVE, label
+                assert mode is GenerationMode.NEGATIVE, operation.label
 
 
 def test_schemathesis_finds_no_server_error(stack, measure):
