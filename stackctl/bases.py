@@ -137,18 +137,21 @@ def fetch_node_packages(c, target):
 
 
 def build(c, selected):
-    """Build the selected local bases; returns {name: (image, size in MB)}."""
-    images = c.config.bases.images
-    env = {f"{name.upper()}_LOCAL_IMAGE": images[name]["local"] for name in selected}
-    env["ROOTFS_IMAGE"] = c.config.bases.rootfs_image
-    result = docker_compose(c, "--progress plain build " + " ".join(selected),
-                            files=[c.config.bases.compose_file],
-                            project=c.config.bases.project_name, env=env, warn=True, hide=True)
-    if not result.ok:
-        print("\n".join((result.stdout + result.stderr).splitlines()[-30:]))
-        raise Problem(f"building base images {', '.join(selected)} failed (see above); "
+    """Build `debian` (the rootfs trusting this host's CA bundle), then the selected local
+    bases on top of it; returns {name: (image, size in MB)}."""
+    bases = c.config.bases
+    env = {f"{name.upper()}_LOCAL_IMAGE": bases.images[name]["local"] for name in selected}
+    env.update(ROOTFS_IMAGE=bases.rootfs_image, DEBIAN_IMAGE=bases.debian_image)
+    for services in (["debian"], selected):
+        result = docker_compose(c, "--progress plain build " + " ".join(services),
+                                files=[bases.compose_file], project=bases.project_name,
+                                env=env, warn=True, hide=True)
+        if not result.ok:
+            print("\n".join((result.stdout + result.stderr).splitlines()[-30:]))
+            raise Problem(f"building base images {', '.join(services)} failed (see above); "
                           "if apt could not fetch packages, check the Debian mirror is reachable")
-    return {name: (images[name]["local"], image_size_mb(c, images[name]["local"])) for name in selected}
+    return {name: (bases.images[name]["local"], image_size_mb(c, bases.images[name]["local"]))
+            for name in selected}
 
 
 def configured_images(c, env_path):

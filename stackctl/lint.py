@@ -8,7 +8,8 @@ from .compose import docker_compose
 
 SKIP_DIRS = {".git", ".cache", "node_modules", ".venv", "dist"}
 YAML_FILES = ["docker-compose.yml", "docker-compose.prod.yml", "bases/compose.yaml", "invoke.yaml",
-              "tests/integration/fixtures/compose.yaml", ".yamllint.yaml", ".hadolint.yaml"]
+              "tests/integration/fixtures/compose.yaml", ".yamllint.yaml", ".hadolint.yaml",
+              ".github/workflows/ci.yml"]
 
 
 def dockerfiles():

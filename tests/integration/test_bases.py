@@ -141,3 +141,12 @@ def test_nginx_base_serves_a_file_as_non_root(images, unique, tmp_path):
         assert "0" not in process_uids(unique)
     finally:
         docker("rm", "-f", unique, check=False)
+
+
+def test_every_base_trusts_the_build_hosts_ca_bundle(images):
+    host_bundle = open("/etc/ssl/certs/ca-certificates.crt").read()
+    for name, image in images.items():
+        if not image.startswith("localbase/"):
+            continue
+        inside = docker("run", "--rm", "--entrypoint", "sh", image, "-c", 'cat "$SSL_CERT_FILE"').stdout
+        assert inside == host_bundle, f"{image} does not carry this host's CA bundle"
