@@ -60,6 +60,11 @@ FRONTEND_SOURCE = "frontend/src/App.tsx"
 BACKEND_ROUTE = "AppInfo(name=settings.PROJECT_NAME,"
 FRONTEND_HEADING = "<h1>Todos</h1>"
 WRK_MARK = "BENCH_WRK "
+# Seconds between writes to a watched file. Vite's watcher (chokidar) drops a change whose
+# mtime equals the one it stat()ed for the previous event, which happens when the next
+# write lands before that stat: an edit restored within tens of milliseconds (or the next
+# edit right after the restore) was then never served. No one saves twice that fast.
+SETTLE_S = 1.0
 
 # wrk's done() hook prints its summary as one JSON line, so nothing depends on the layout
 # of wrk's human-readable output (parse_wrk still reads that as a fallback).
@@ -771,10 +776,12 @@ class Bench:
         """Seconds from writing `new` in place of `old` in the copy's source to served() holding;
         then restores the file and waits until the original is served again."""
         path = self.copy.path / source
+        time.sleep(SETTLE_S)
         with edited(path, lambda text: text.replace(old, new)) as changed:
             start = time.monotonic()
             path.write_text(changed)
             took = None if wait_until(served, self.wait_s) is None else time.monotonic() - start
+            time.sleep(SETTLE_S)
         if took is None:
             raise Problem(f"bench: the dev stack did not serve the edit of {source} within {self.wait_s:g} s; "
                           "see the bench log")
