@@ -6,7 +6,13 @@ import sys
 
 from invoke import task
 
-from stackctl import ROOT, Problem, bases, budgets, doctor as diagnosis, envfile, images, lint as lint_checks, scan as scanner, stack
+# Modules whose names are also task names are imported under other names.
+from stackctl import ROOT, Problem, bases, budgets, envfile, images, stack
+from stackctl import bench as benchmark
+from stackctl import doctor as diagnosis
+from stackctl import lint as lint_checks
+from stackctl import scan as scanner
+from stackctl import smoke as smoke_checks
 from stackctl.compose import docker_compose, project_name
 from stackctl.engine import require_engine
 
@@ -291,7 +297,6 @@ def scan(c):
 })
 def bench(c, quick=False, json=False, check=False, only=None):
     """Measure builds, inv up, reloads and API load in an isolated copy; reports/bench.json."""
-    from stackctl import bench as benchmark
     sections = benchmark.select_sections(only or [])
     _ready(c)
     report = benchmark.run(c, quick=quick, sections=sections, say=lambda line: print(line, file=sys.stderr))
@@ -310,7 +315,6 @@ def bench(c, quick=False, json=False, check=False, only=None):
 })
 def smoke(c, prod=False, base_url=None, origin=None, json=False, timeout=None):
     """Check a running stack from outside through its public origin: page, assets, health, API, CORS, metrics."""
-    from stackctl import smoke as smoke_checks
     smoke_checks.run(c, prod=prod, base_url=base_url, origin=origin, as_json=json, timeout=timeout)
 
 
