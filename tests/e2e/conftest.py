@@ -4,7 +4,6 @@ its own project names and ports. One stack is up at a time: pytest tears the dev
 down before it starts the prod one. A failed test leaves a screenshot and the page's
 console log under reports/e2e/."""
 import re
-import subprocess
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,7 +12,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from tests.helpers import ROOT
-from tests.integration.stacks import StackCopy
+from tests.integration.stacks import running_stack
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -41,23 +40,8 @@ def app(request):
     """A running, migrated stack: .mode ("dev" or "prod") and .url, the frontend's origin
     (dev: Vite's port; prod: nginx's)."""
     mode = request.param
-    flags = ["--prod"] if mode == "prod" else []
-    copy = StackCopy("todostack-e2e-dev" if mode == "dev" else "todostack-e2e")
-    try:
-        copy.ok("reset", "--yes", *flags)
-        if mode == "prod":
-            built = copy.inv("build", "--prod")
-            # The budgets are test_prod_stack's business; here the images only have to exist.
-            assert built.returncode == 0 or "build: budget breached by" in built.stderr, built.stdout + built.stderr
-        copy.ok("up", *flags)
-        copy.ok("migrate", *flags)
+    with running_stack("todostack-e2e-dev" if mode == "dev" else "todostack-e2e", prod=mode == "prod") as copy:
         yield SimpleNamespace(mode=mode, url=copy.url(PORT[mode]))
-    finally:
-        copy.inv("reset", "--yes", *flags)
-        images = ([f"todostack/backend:{copy.project}", f"todostack/frontend:{copy.project}"] if mode == "prod"
-                  else [f"{copy.project}-backend", f"{copy.project}-frontend"])
-        subprocess.run(["docker", "rmi", *images], capture_output=True)
-        copy.remove()
 
 
 @pytest.fixture(scope="session")

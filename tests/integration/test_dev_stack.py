@@ -20,8 +20,7 @@ def stack():
     stack = StackCopy("todostack-it")
     stack.ok("reset", "--yes")
     yield stack
-    stack.inv("reset", "--yes")
-    stack.remove()
+    stack.teardown()
 
 
 def api(stack, method, path, via="BACKEND_PORT", **kwargs):

@@ -13,7 +13,7 @@ import uuid
 import pytest
 import requests
 
-from tests.integration.stacks import StackCopy, http
+from tests.integration.stacks import http, running_stack
 
 HEALTH_DEADLINE_S = 2.0  # /health answers within this while the database is down
 RECOVERY_DEADLINE_S = 10.0  # ... and says ok within this once it is back
@@ -21,17 +21,8 @@ RECOVERY_DEADLINE_S = 10.0  # ... and says ok within this once it is back
 
 @pytest.fixture(scope="module")
 def stack():
-    stack = StackCopy("todostack-faults")
-    try:
-        stack.ok("reset", "--prod", "--yes")
-        stack.ok("up", "--prod")
-        stack.ok("migrate", "--prod")
+    with running_stack("todostack-faults", prod=True) as stack:
         yield stack
-    finally:
-        stack.inv("reset", "--prod", "--yes")
-        subprocess.run(["docker", "rmi", f"todostack/backend:{stack.project}", f"todostack/frontend:{stack.project}"],
-                       capture_output=True)
-        stack.remove()
 
 
 def docker(*args, check=True):

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from tests.integration.stacks import StackCopy, http
+from tests.integration.stacks import http, running_stack
 
 SEED = 20261122  # fixed: a failure reproduces with the same requests
 EXAMPLES_PER_OPERATION = 60  # per generation mode (valid, invalid)
@@ -26,17 +26,8 @@ MAX_BODY = 1024 * 1024  # MAX_BODY_SIZE of the backend, client_max_body_size of 
 
 @pytest.fixture(scope="module")
 def stack():
-    stack = StackCopy("todostack-fuzz")
-    try:
-        stack.ok("reset", "--prod", "--yes")
-        stack.ok("up", "--prod")
-        stack.ok("migrate", "--prod")
+    with running_stack("todostack-fuzz", prod=True) as stack:
         yield stack
-    finally:
-        stack.inv("reset", "--prod", "--yes")
-        subprocess.run(["docker", "rmi", f"todostack/backend:{stack.project}", f"todostack/frontend:{stack.project}"],
-                       capture_output=True)
-        stack.remove()
 
 
 def api(stack, method, path, **kwargs):

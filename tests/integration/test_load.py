@@ -11,7 +11,7 @@ import time
 import pytest
 
 from stackctl.envfile import read_env
-from tests.integration.stacks import StackCopy, http
+from tests.integration.stacks import http, running_stack
 
 CLIENTS = 50
 SECONDS = 20
@@ -65,17 +65,8 @@ end
 
 @pytest.fixture(scope="module")
 def stack():
-    stack = StackCopy("todostack-load")
-    try:
-        stack.ok("reset", "--prod", "--yes")
-        stack.ok("up", "--prod")
-        stack.ok("migrate", "--prod")
+    with running_stack("todostack-load", prod=True) as stack:
         yield stack
-    finally:
-        stack.inv("reset", "--prod", "--yes")
-        subprocess.run(["docker", "rmi", f"todostack/backend:{stack.project}", f"todostack/frontend:{stack.project}"],
-                       capture_output=True)
-        stack.remove()
 
 
 def psql(stack, query):

@@ -17,10 +17,7 @@ def stack():
     stack = StackCopy("todostack-prod-it")
     stack.ok("reset", "--prod", "--yes")
     yield stack
-    stack.inv("reset", "--prod", "--yes")
-    subprocess.run(["docker", "rmi", f"todostack/backend:{stack.project}", f"todostack/frontend:{stack.project}"],
-                   capture_output=True)
-    stack.remove()
+    stack.teardown(prod=True)
 
 
 def docker(*args):

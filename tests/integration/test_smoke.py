@@ -12,7 +12,7 @@ import pytest
 from stackctl.envfile import read_env
 from stackctl.smoke import CHECKS, first_origin
 from tests.helpers import assert_one_line_failure
-from tests.integration.stacks import StackCopy
+from tests.integration.stacks import StackCopy, running_stack
 
 NAMES = [name for name, _ in CHECKS]
 PORT = {"dev": "FRONTEND_PORT", "prod": "PROD_PORT"}
@@ -26,22 +26,8 @@ def flags(mode):
 def stack(request):
     """A running stack: ("dev" | "prod", StackCopy). Parametrized indirectly by the tests."""
     mode = request.param
-    copy = StackCopy("todostack-smoke-dev" if mode == "dev" else "todostack-smoke")
-    try:
-        copy.ok("reset", "--yes", *flags(mode))
-        if mode == "prod":
-            built = copy.inv("build", "--prod")
-            # The budgets are test_prod_stack's business; here the images only have to exist.
-            assert built.returncode == 0 or "build: budget breached by" in built.stderr, built.stdout + built.stderr
-        copy.ok("up", *flags(mode))
-        copy.ok("migrate", *flags(mode))
+    with running_stack("todostack-smoke-dev" if mode == "dev" else "todostack-smoke", prod=mode == "prod") as copy:
         yield mode, copy
-    finally:
-        copy.inv("reset", "--yes", *flags(mode))
-        images = ([f"todostack/backend:{copy.project}", f"todostack/frontend:{copy.project}"] if mode == "prod"
-                  else [f"{copy.project}-backend", f"{copy.project}-frontend"])
-        subprocess.run(["docker", "rmi", *images], capture_output=True)
-        copy.remove()
 
 
 BOTH = pytest.mark.parametrize("stack", ["dev", "prod"], indirect=True)
