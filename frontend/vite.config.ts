@@ -30,6 +30,9 @@ export default defineConfig({
     // The dev server runs in a container and is reached under whatever host
     // name the developer uses (localhost, a compose service name, a VM IP).
     allowedHosts: true,
+    // No CORS handling in Vite: preflights go through the proxy to the backend,
+    // so its CORS_ORIGINS decides, as in production.
+    cors: false,
     hmr: hmrClientPort ? { clientPort: hmrClientPort } : true,
     watch: usePolling ? { usePolling: true, interval: pollingInterval } : {},
     proxy: Object.fromEntries(
