@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -83,6 +84,19 @@ def running_stack(name, prod=False):
         yield stack
     finally:
         stack.teardown(prod)
+
+
+def wait_until(predicate, timeout, interval=0.1):
+    """Seconds until predicate() held (HTTP errors count as not yet), or None after timeout."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            if predicate():
+                return time.monotonic() - start
+        except requests.RequestException:
+            pass
+        time.sleep(interval)
+    return None
 
 
 def http(method, url, **kwargs):

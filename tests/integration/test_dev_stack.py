@@ -10,10 +10,9 @@ import time
 import uuid
 
 import pytest
-import requests
 
 from tests.helpers import assert_one_line_failure
-from tests.integration.stacks import StackCopy, http
+from tests.integration.stacks import StackCopy, http, wait_until
 
 @pytest.fixture(scope="module")
 def stack():
@@ -25,19 +24,6 @@ def stack():
 
 def api(stack, method, path, via="BACKEND_PORT", **kwargs):
     return http(method, stack.url(via) + path, **kwargs)
-
-
-def wait_until(predicate, timeout=30, interval=0.05):
-    """Seconds until predicate() held, or None after timeout."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        try:
-            if predicate():
-                return time.monotonic() - start
-        except requests.RequestException:
-            pass
-        time.sleep(interval)
-    return None
 
 
 def test_up_from_nothing_brings_every_service_up_healthy(stack, measure):
@@ -114,13 +100,13 @@ def test_backend_reloads_an_edited_route_without_restart(stack, measure):
     started = stack.started_at("backend")
     source.write_text(edited)
     try:
-        latency = wait_until(lambda: api(stack, "GET", "/").json()["name"] == marker)
+        latency = wait_until(lambda: api(stack, "GET", "/").json()["name"] == marker, timeout=30, interval=0.05)
     finally:
         source.write_text(original)
     assert latency is not None, "the backend did not serve the edited route within 30 s"
     measure("dev: backend reload (write -> new response)", latency, "s")
     assert stack.started_at("backend") == started
-    assert wait_until(lambda: api(stack, "GET", "/").json()["name"] != marker) is not None
+    assert wait_until(lambda: api(stack, "GET", "/").json()["name"] != marker, timeout=30) is not None
 
 
 def test_vite_serves_an_edited_module_without_restart(stack, measure):
@@ -133,7 +119,8 @@ def test_vite_serves_an_edited_module_without_restart(stack, measure):
     api(stack, "GET", "/src/App.tsx", via="FRONTEND_PORT")
     source.write_text(edited)
     try:
-        latency = wait_until(lambda: marker in api(stack, "GET", "/src/App.tsx", via="FRONTEND_PORT").text)
+        latency = wait_until(lambda: marker in api(stack, "GET", "/src/App.tsx", via="FRONTEND_PORT").text,
+                             timeout=30, interval=0.05)
     finally:
         source.write_text(original)
     assert latency is not None, "Vite did not serve the edited module within 30 s"

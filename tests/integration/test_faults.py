@@ -13,7 +13,7 @@ import uuid
 import pytest
 import requests
 
-from tests.integration.stacks import http, running_stack
+from tests.integration.stacks import http, running_stack, wait_until
 
 HEALTH_DEADLINE_S = 2.0  # /health answers within this while the database is down
 RECOVERY_DEADLINE_S = 10.0  # ... and says ok within this once it is back
@@ -40,19 +40,6 @@ def timed(method, url, **kwargs):
     start = time.monotonic()
     response = requests.request(method, url, timeout=15, **kwargs)
     return response, time.monotonic() - start
-
-
-def wait_until(predicate, timeout, interval=0.1):
-    """Seconds until predicate() held, or None after `timeout` seconds."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        try:
-            if predicate():
-                return time.monotonic() - start
-        except requests.RequestException:
-            pass
-        time.sleep(interval)
-    return None
 
 
 def healthy(stack):
