@@ -498,27 +498,11 @@ class BenchCopy:
 
 
 @contextmanager
-def _terminate_as_interrupt():
-    """SIGTERM unwinds like Ctrl-C, so the finally blocks clean up."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
+def _signal_handlers(handlers):
+    """{signal: handler} in force for the block, the previous ones restored after it
+    (signals can only be handled in the main thread; elsewhere nothing changes)."""
     try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextmanager
-def _signals_ignored():
-    """Cleanup runs to its end: Ctrl-C and SIGTERM are ignored meanwhile (the commands it
-    runs inherit that, so they are not cut short either)."""
-    try:
-        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     except ValueError:  # not the main thread
         yield
         return
@@ -527,6 +511,21 @@ def _signals_ignored():
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _terminate_as_interrupt():
+    """SIGTERM unwinds like Ctrl-C, so the finally blocks clean up."""
+    return _signal_handlers({signal.SIGTERM: _raise_interrupt})
+
+
+def _signals_ignored():
+    """Cleanup runs to its end: Ctrl-C and SIGTERM are ignored meanwhile (the commands it
+    runs inherit that, so they are not cut short either)."""
+    return _signal_handlers({signal.SIGINT: signal.SIG_IGN, signal.SIGTERM: signal.SIG_IGN})
 
 
 @contextmanager
