@@ -4,12 +4,12 @@ import json
 import shutil
 import subprocess
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import requests
 
+from stackctl.bench import wait_until  # noqa: F401  (re-exported for the stack tests)
 from stackctl.envfile import set_values
 from tests.helpers import ROOT, free_port, inv, make_checkout
 
@@ -84,19 +84,6 @@ def running_stack(name, prod=False):
         yield stack
     finally:
         stack.teardown(prod)
-
-
-def wait_until(predicate, timeout, interval=0.1):
-    """Seconds until predicate() held (HTTP errors count as not yet), or None after timeout."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        try:
-            if predicate():
-                return time.monotonic() - start
-        except requests.RequestException:
-            pass
-        time.sleep(interval)
-    return None
 
 
 def http(method, url, **kwargs):
