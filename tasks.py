@@ -7,13 +7,14 @@ import sys
 from invoke import task
 
 # Modules whose names are also task names are imported under other names.
-from stackctl import ROOT, Problem, bases, budgets, envfile, images, stack
+from stackctl import ROOT, Problem, bases, budgets, images, provision, secrets, stack
 from stackctl import bench as benchmark
 from stackctl import doctor as diagnosis
 from stackctl import lint as lint_checks
 from stackctl import scan as scanner
 from stackctl import smoke as smoke_checks
 from stackctl.compose import docker_compose, project_name
+from stackctl.confirm import confirm
 from stackctl.engine import require_engine
 
 SERVICE_HELP = "Only this service; repeatable. Default: all"
@@ -23,27 +24,28 @@ PROD_HELP = "Act on the production stack (docker-compose.prod.yml)"
 @task(help={
     "engine": "Also provision a Docker engine and Compose v2 when missing (Debian/Ubuntu, root)",
     "test_tools": "Also install what the tests drive: chromium and wrk (Debian/Ubuntu, root)",
-    "force": "Recreate .env from .env.example with new secrets, replacing the existing one",
+    "force": "Rewrite .env from .env.example, keeping every value it has (secrets included)",
+    "regenerate_secrets": "Give the secrets new values; refused while a database volume uses them",
 })
-def setup(c, engine=False, test_tools=False, force=False):
+def setup(c, engine=False, test_tools=False, force=False, regenerate_secrets=False):
     """Prepare this machine: .env with fresh secrets, engine check, base images."""
-    provisions = [flag for flag, wanted in (("--engine", engine), ("--test-tools", test_tools)) if wanted]
-    if provisions:
-        if not c.run(f"bash {ROOT / 'scripts/provision-host.sh'} {' '.join(provisions)}", warn=True).ok:
-            raise Problem("setup: provisioning this host failed (see the line above)")
-    config = c.config.stack
-    env_path = ROOT / config.env_file
-    outcome, keys = envfile.create_or_complete(env_path, ROOT / config.env_example,
-                                               config.secret_vars, force=force)
-    print({"created": f"setup: created {config.env_file} (secrets generated: "
-                      f"{', '.join(k for k in keys if k in config.secret_vars)})",
-           "completed": f"setup: added {', '.join(keys)} to {config.env_file}",
-           "unchanged": f"setup: {config.env_file} is complete; left as it is"}[outcome])
+    if engine:
+        provision.engine(c)
+    if test_tools:
+        provision.test_tools(c)
+    env_file = c.config.stack.env_file
+    outcome, keys = secrets.write_env(c, rewrite=force, regenerate=regenerate_secrets)
+    generated = ", ".join(k for k in keys if k in c.config.stack.secret_vars) or "none"
+    print({"created": f"setup: created {env_file} (secrets generated: {generated})",
+           "completed": f"setup: added {', '.join(keys)} to {env_file}",
+           "rewritten": f"setup: rewrote {env_file} from {c.config.stack.env_example} "
+                        f"(new values: {', '.join(keys) or 'none'}); the previous one is {env_file}.bak",
+           "unchanged": f"setup: {env_file} is complete; left as it is"}[outcome])
     engine_version, compose_version = require_engine(c)
     print(f"setup: Docker Engine {engine_version}, Compose {compose_version}")
-    overrides = bases.ensure_for_stack(c, env_path)
+    overrides = bases.ensure_for_stack(c, ROOT / env_file)
     for variable, image in overrides.items():
-        print(f"setup: {variable}={image} written to {config.env_file}")
+        print(f"setup: {variable}={image} written to {env_file}")
     print("setup: done; `inv doctor` checks everything")
 
 
@@ -105,22 +107,17 @@ def up(c, build=False, service=None, prod=False, timeout=None):
 
 @task(help={"prod": PROD_HELP})
 def down(c, prod=False):
-    """Stop and remove the stack's containers; data volumes are kept."""
+    """Stop and remove the stack's containers and networks; named (data) volumes are kept."""
     _ready(c)
-    _compose(c, "down --remove-orphans", prod)
+    stack.down(c, prod)
 
 
-@task(help={"yes": "Do not ask for confirmation", "prod": PROD_HELP})
+@task(help={"yes": "Do not ask for confirmation (required without a terminal)", "prod": PROD_HELP})
 def reset(c, yes=False, prod=False):
     """Remove the stack with its volumes: the database is lost."""
     _ready(c)
-    project = project_name(c, prod)
-    if not yes:
-        if not sys.stdin.isatty():
-            raise Problem("reset deletes the database volume; rerun with --yes to confirm")
-        answer = input(f"Delete every container and volume of '{project}', database included? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            raise Problem("reset cancelled; nothing was removed")
+    confirm(yes, f"Delete every container and volume of '{project_name(c, prod)}', database included?",
+            "reset deletes the database volume")
     _compose(c, "down --volumes --remove-orphans", prod)
 
 
@@ -209,9 +206,14 @@ def migrate(c, revision="head", prod=False):
     _alembic(c, f"upgrade {shlex.quote(revision)}")
 
 
-@task(help={"revision": "Target revision (default: -1, one step back)"})
-def downgrade(c, revision="-1"):
-    """Revert database migrations (alembic downgrade)."""
+@task(help={"revision": "Target revision (default: -1, one step back)",
+            "yes": "Do not ask for confirmation (required without a terminal)"})
+def downgrade(c, revision="-1", yes=False):
+    """Revert database migrations (alembic downgrade): drops what they created, data included."""
+    _ready(c)
+    confirm(yes, f"Downgrade the database to {revision}? Tables and columns the reverted migrations "
+                 "created are dropped with their data.",
+            f"downgrade to {revision} drops the tables and columns of the reverted migrations, with their data")
     _alembic(c, f"downgrade {shlex.quote(revision)}")
 
 
@@ -321,4 +323,4 @@ def smoke(c, prod=False, base_url=None, origin=None, json=False, timeout=None):
 @task(help={"unit": "Only the unit tests (seconds, no Docker needed)"})
 def test(c, unit=False):
     """Run every test: unit tests, then integration tests against the real engine."""
-    c.run(f"{sys.executable} -m pytest {'tests/unit' if unit else 'tests'}", pty=False)
+    c.run(shlex.join([sys.executable, "-m", "pytest", str(ROOT / "tests" / ("unit" if unit else ""))]), pty=False)

@@ -97,7 +97,7 @@ def check_base_images(c):
 
 
 def docker_root(c):
-    result = c.run("docker info --format json", hide=True, warn=True)
+    result = c.run("docker info --format '{{json .}}'", hide=True, warn=True)
     try:
         return json.loads(result.stdout).get("DockerRootDir") if result.ok else None
     except ValueError:

@@ -15,15 +15,25 @@ def _json(text):
         return {}
 
 
+def _server(c):
+    """The engine's part of `docker version` ({} when it does not answer)."""
+    result = c.run("docker version --format '{{json .}}'", hide=True, warn=True)
+    return (_json(result.stdout).get("Server") or {}) if result.ok else {}
+
+
+def server_answers(c):
+    """True when a Docker CLI is installed and its engine answers."""
+    return shutil.which("docker") is not None and bool(_server(c).get("Version"))
+
+
 def server_version(c):
     """The engine's version, or Problem naming the cause and its fix."""
     if shutil.which("docker") is None:
         raise Problem("Docker CLI not found: install Docker "
                             "(on Debian/Ubuntu as root: inv setup --engine)")
-    result = c.run("docker version --format json", hide=True, warn=True)
-    server = _json(result.stdout).get("Server") or {}
-    if result.ok and server.get("Version"):
-        return server["Version"]
+    version = _server(c).get("Version")
+    if version:
+        return version
     if "DOCKER_HOST" not in os.environ and os.path.exists(DEFAULT_SOCKET) \
             and not os.access(DEFAULT_SOCKET, os.R_OK | os.W_OK):
         raise Problem(f"no permission to use {DEFAULT_SOCKET}: add yourself to the docker "

@@ -26,26 +26,41 @@ def new_secret():
     return secrets.token_urlsafe(32)
 
 
-def render(example_text, secret_vars, existing=None):
-    """Lines of example_text missing from `existing` (all of them when it is None), with
-    each secret variable given a fresh value. Returns (text, keys it assigns)."""
-    lines, keys = [], []
+def render(example_text, secret_vars, keep=None, only_missing=False):
+    """.env text from .env.example: each key takes its value from `keep` when it has one there,
+    else the example's (secrets get a fresh value). With only_missing, just the lines of keys
+    `keep` lacks. Returns (text, keys given a value that was not in `keep`)."""
+    keep = keep or {}
+    lines, new_keys = [], []
     for line in example_text.splitlines():
         match = _ASSIGNMENT.match(line)
         key = match.group(1) if match else None
-        if existing is not None and (key is None or key in existing):
+        if only_missing and (key is None or key in keep):
             continue
-        if key in secret_vars:
+        if key in keep:
+            line = f"{key}={keep[key]}"
+        elif key in secret_vars:
             line = f"{key}={new_secret()}"
         lines.append(line)
-        if key:
-            keys.append(key)
-    return ("\n".join(lines) + "\n" if lines else ""), keys
+        if key and key not in keep:
+            new_keys.append(key)
+    return ("\n".join(lines) + "\n" if lines else ""), new_keys
+
+
+def backup_path(path):
+    return Path(path).with_name(Path(path).name + ".bak")
 
 
 def write_atomically(path, text, mode=0o600):
-    """Replace path with text in one step: readers never see a half-written file."""
+    """Replace path with text in one step: readers never see a half-written file. The file
+    it replaces is kept as PATH.bak, with the same mode."""
     path = Path(path)
+    if path.is_file():
+        write_atomically_once(backup_path(path), path.read_text(), mode)
+    write_atomically_once(path, text, mode)
+
+
+def write_atomically_once(path, text, mode):
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as handle:
@@ -57,19 +72,37 @@ def write_atomically(path, text, mode=0o600):
         raise
 
 
-def create_or_complete(env_path, example_path, secret_vars, force=False):
-    """Create .env from .env.example (or, when it exists, append the keys it lacks).
+def assignments(text):
+    """{key: raw value} of env-file text, as written (quotes and all), later lines winning."""
+    values = {}
+    for line in text.splitlines():
+        match = _ASSIGNMENT.match(line)
+        if match:
+            values[match.group(1)] = line[match.end():]
+    return values
 
-    Returns ("created" | "completed" | "unchanged", keys written). Never overwrites
-    an existing .env unless force is true.
+
+def create_or_complete(env_path, example_path, secret_vars, rewrite=False, regenerate=()):
+    """Create .env from .env.example, or complete an existing one with the keys it lacks.
+
+    An existing value is never replaced: `rewrite` lays the file out anew from the example,
+    keeping every value it had (keys the example lacks are kept at the end), and only the
+    secrets named in `regenerate` get new values. Returns ("created" | "completed" |
+    "rewritten" | "unchanged", keys given a new value).
     """
     env_path, example_text = Path(env_path), Path(example_path).read_text()
-    if force or not env_path.exists():
+    if not env_path.exists():
         text, keys = render(example_text, secret_vars)
         write_atomically(env_path, text)
         return "created", keys
     current = env_path.read_text()
-    text, keys = render(example_text, secret_vars, existing=set(assigned_keys(current)))
+    keep = {k: v for k, v in assignments(current).items() if k not in regenerate}
+    if rewrite or regenerate:
+        text, keys = render(example_text, secret_vars, keep=keep)
+        extra = [f"{k}={v}" for k, v in keep.items() if k not in assigned_keys(example_text)]
+        write_atomically(env_path, text + "".join(line + "\n" for line in extra))
+        return "rewritten", keys
+    text, keys = render(example_text, secret_vars, keep=keep, only_missing=True)
     if not keys:
         return "unchanged", []
     separator = "" if current.endswith("\n") or not current else "\n"

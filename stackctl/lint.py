@@ -24,14 +24,14 @@ def dockerfiles():
 def run_linters(c):
     """Run every linter, printing their output; returns the names of those that failed."""
     failed = []
-    hadolint = f"hadolint --config {ROOT / '.hadolint.yaml'} " + " ".join(map(shlex.quote, dockerfiles()))
+    hadolint = shlex.join(["hadolint", "--config", str(ROOT / ".hadolint.yaml"), *dockerfiles()])
     checks = [("hadolint", lambda: c.run(hadolint, warn=True)),
-              ("yamllint", lambda: c.run(f"yamllint --strict -c {ROOT / '.yamllint.yaml'} "
-                                         + " ".join(YAML_FILES), warn=True))]
+              ("yamllint", lambda: c.run(shlex.join(["yamllint", "--strict", "-c", str(ROOT / ".yamllint.yaml"),
+                                                     *YAML_FILES]), warn=True))]
     for prod in (False, True):
         label = "compose config " + ("(prod)" if prod else "(dev)")
         checks.append((label, lambda prod=prod: docker_compose(c, "config --quiet", prod=prod, warn=True)))
-    with c.cd(str(ROOT)):
+    with c.cd(shlex.quote(str(ROOT))):
         for name, check in checks:
             result = check()
             # Compose validates quietly but still prints warnings (obsolete keys, unset variables).

@@ -2,11 +2,12 @@
 import os
 import socket
 import subprocess
+import sys
 
 import pytest
 
 from stackctl.envfile import assigned_keys, read_env, set_values
-from tests.helpers import assert_one_line_failure, free_port, inv, make_checkout
+from tests.helpers import ROOT, assert_one_line_failure, free_port, inv, make_checkout
 
 UNREACHABLE_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 
@@ -128,19 +129,18 @@ def test_unreachable_mirror_fails_cleanly_and_leaves_nothing(checkout):
     assert not list((checkout / ".cache").glob("bases/rootfs-*.tar"))
 
 
-def test_engine_provisioning_refuses_without_root(checkout):
-    # The script goes in on stdin: nobody cannot read pytest's private temporary directory.
+def test_engine_provisioning_refuses_without_root():
+    # As nobody, with the engine out of reach: provisioning would have to start dockerd.
     result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                             "bash", "-s", "--", "--engine"],
-                            input=(checkout / "scripts/provision-host.sh").read_text(),
-                            capture_output=True, text=True, env={**os.environ, **UNREACHABLE_ENGINE})
-    assert result.returncode == 1
-    assert result.stderr.strip().endswith("needs root: rerun as root (sudo)")
+                             sys.executable, "-m", "invoke", "setup", "--engine"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, **UNREACHABLE_ENGINE, "HOME": "/nonexistent"})
+    assert_one_line_failure(result, "needs root: rerun as root (sudo ./inv setup --engine)")
 
 
-def test_engine_provisioning_leaves_a_working_engine_alone(checkout):
-    result = subprocess.run(["bash", str(checkout / "scripts/provision-host.sh"), "--engine"],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert "already running: left as it is" in result.stdout
-    assert "already installed" in result.stdout
+def test_engine_provisioning_leaves_a_working_engine_alone(set_up):
+    checkout, _ = set_up
+    result = inv("setup", "--engine", cwd=checkout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "provision: the Docker engine answers: left as it is" in result.stdout
+    assert "provision: Compose v2 is installed: left as it is" in result.stdout

@@ -13,14 +13,14 @@ def docker_cli_present(monkeypatch):
 
 def test_server_version_from_json():
     out = json.dumps({"Client": {"Version": "28.2.2"}, "Server": {"Version": "20.10.24"}})
-    c = MockContext(run={"docker version --format json": Result(stdout=out)})
+    c = MockContext(run={"docker version --format '{{json .}}'": Result(stdout=out)})
     assert engine.server_version(c) == "20.10.24"
 
 
 def test_daemon_down_says_how_to_start_it(monkeypatch):
     monkeypatch.setattr(engine.os.path, "exists", lambda path: False)
     out = json.dumps({"Client": {"Version": "28.2.2"}, "Server": None})
-    c = MockContext(run={"docker version --format json": Result(stdout=out, exited=1)})
+    c = MockContext(run={"docker version --format '{{json .}}'": Result(stdout=out, exited=1)})
     with pytest.raises(Problem, match="Docker daemon is not running: start it"):
         engine.server_version(c)
 

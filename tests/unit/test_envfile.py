@@ -46,11 +46,32 @@ def test_missing_keys_are_appended_without_touching_existing_values(tmp_path):
     assert values["SECRET_KEY"]
 
 
-def test_force_recreates(tmp_path):
+def test_rewrite_keeps_every_value_and_lays_out_the_example(tmp_path):
     env, example = tmp_path / ".env", write_example(tmp_path)
-    env.write_text("DB_HOST=db\n")
-    assert envfile.create_or_complete(env, example, SECRETS, force=True)[0] == "created"
-    assert envfile.read_env(env)["DB_HOST"] == "postgres"
+    env.write_text("DB_HOST=db\nPOSTGRES_PASSWORD=mine\nEXTRA=1\n")
+    outcome, keys = envfile.create_or_complete(env, example, SECRETS, rewrite=True)
+    values = envfile.read_env(env)
+    assert (outcome, keys) == ("rewritten", ["PYTHON_IMAGE", "SECRET_KEY"])
+    assert values["DB_HOST"] == "db" and values["POSTGRES_PASSWORD"] == "mine" and values["EXTRA"] == "1"
+    assert env.read_text().startswith("# comment\n")
+    assert (tmp_path / ".env.bak").read_text() == "DB_HOST=db\nPOSTGRES_PASSWORD=mine\nEXTRA=1\n"
+
+
+def test_regenerate_replaces_only_the_named_secrets(tmp_path):
+    env, example = tmp_path / ".env", write_example(tmp_path)
+    env.write_text("DB_HOST=db\nPOSTGRES_PASSWORD=mine\nSECRET_KEY=key\n")
+    envfile.create_or_complete(env, example, SECRETS, regenerate=["POSTGRES_PASSWORD"])
+    values = envfile.read_env(env)
+    assert values["POSTGRES_PASSWORD"] not in ("mine", "") and values["SECRET_KEY"] == "key"
+    assert values["DB_HOST"] == "db"
+
+
+def test_every_rewrite_keeps_the_previous_file_private(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("A=1\n")
+    envfile.set_values(env, {"A": "2"})
+    backup = tmp_path / ".env.bak"
+    assert backup.read_text() == "A=1\n" and backup.stat().st_mode & 0o777 == 0o600
 
 
 def test_set_values_replaces_in_place_and_appends(tmp_path):

@@ -119,9 +119,9 @@ def test_setup_python_is_3_11_and_triggers_cover_pushes_and_pull_requests():
 
 
 def test_workflow_stays_aligned_with_ci_run_and_the_readme():
-    """Same install command as .ci/run, the README's CI snippet in the same order, and every
-    `inv` task the workflow names exists."""
-    assert INSTALL in (ROOT / ".ci/run").read_text()
+    """The same requirements as ./inv installs (which .ci/run and the README use), the README's
+    CI snippet in the same order, and every `inv` task the workflow names exists."""
+    assert '-r "$root/requirements.txt"' in (ROOT / "inv").read_text()
     snippet = re.search(r"In CI:\s*```sh\n(.+?)\n```", (ROOT / "README.md").read_text(), re.S)
     assert snippet, "README has no `In CI:` block for the production stack"
     readme_commands = [c.strip() for c in snippet.group(1).split("&&")]

@@ -1,0 +1,85 @@
+"""`inv setup` never gives a database volume a password other than the one it was made with."""
+import json
+
+import pytest
+from invoke import MockContext, Result
+
+from stackctl import Problem, envfile, secrets
+from tests.helpers import ROOT, project_config
+
+EXAMPLE = (ROOT / ".env.example").read_text()
+
+
+def context(tmp_path, volumes=(), engine_answers=True):
+    """A context for a checkout in tmp_path whose engine holds `volumes` of the dev project."""
+    (tmp_path / ".env.example").write_text(EXAMPLE)
+    config = project_config(stack={"env_file": str(tmp_path / ".env"),
+                                   "env_example": str(tmp_path / ".env.example")})
+    dev = "\n".join(json.dumps({"Name": name, "Driver": "local"}) for name in volumes)
+    runs = {}
+    for project, listing in ((config.stack.project_name, dev), (config.stack.prod_project_name, "")):
+        command = ("docker volume ls --format '{{json .}}' --filter label=com.docker.compose.volume "
+                   f"--filter label=com.docker.compose.project={project}")
+        runs[command] = Result(stdout=listing, exited=0 if engine_answers else 1)
+    return MockContext(config=config, run=runs)
+
+
+def test_first_run_creates_env_with_secrets(tmp_path):
+    outcome, keys = secrets.write_env(context(tmp_path))
+    assert outcome == "created" and {"POSTGRES_PASSWORD", "SECRET_KEY"} <= set(keys)
+    assert len(envfile.read_env(tmp_path / ".env")["POSTGRES_PASSWORD"]) >= 32
+
+
+def test_force_keeps_secrets_and_custom_values_and_keeps_the_previous_file(tmp_path):
+    secrets.write_env(context(tmp_path))
+    c = context(tmp_path, volumes=["todostack_postgres-data"])
+    envfile.set_values(tmp_path / ".env", {"FRONTEND_PORT": "3999", "MY_OWN": "kept"})
+    before = envfile.read_env(tmp_path / ".env")
+    previous_text = (tmp_path / ".env").read_text()
+    outcome, keys = secrets.write_env(c, rewrite=True)
+    after = envfile.read_env(tmp_path / ".env")
+    assert (outcome, keys) == ("rewritten", [])
+    assert after == before
+    backup = tmp_path / ".env.bak"
+    assert backup.read_text() == previous_text and backup.stat().st_mode & 0o777 == 0o600
+
+
+def test_regenerating_with_a_data_volume_refuses_and_changes_nothing(tmp_path):
+    secrets.write_env(context(tmp_path))
+    c = context(tmp_path, volumes=["todostack_postgres-data"])
+    before = (tmp_path / ".env").read_bytes()
+    with pytest.raises(Problem) as refusal:
+        secrets.write_env(c, regenerate=True)
+    message = str(refusal.value)
+    assert "would lock the stack out of its data: volume todostack_postgres-data" in message
+    assert "inv reset" in message and "\n" not in message
+    assert (tmp_path / ".env").read_bytes() == before
+
+
+def test_regenerating_without_data_volumes_gives_new_secrets(tmp_path):
+    c = context(tmp_path)
+    secrets.write_env(c)
+    old = envfile.read_env(tmp_path / ".env")
+    outcome, keys = secrets.write_env(c, regenerate=True)
+    new = envfile.read_env(tmp_path / ".env")
+    assert outcome == "rewritten" and sorted(keys) == ["POSTGRES_PASSWORD", "SECRET_KEY"]
+    assert new["POSTGRES_PASSWORD"] != old["POSTGRES_PASSWORD"] and new["SECRET_KEY"] != old["SECRET_KEY"]
+    assert envfile.read_env(tmp_path / ".env.bak") == old
+
+
+def test_regenerating_when_the_engine_does_not_answer_refuses(tmp_path):
+    c = context(tmp_path, engine_answers=False)
+    secrets.write_env(c)
+    with pytest.raises(Problem, match="cannot check for database volumes"):
+        secrets.write_env(c, regenerate=True)
+
+
+def test_a_missing_env_with_a_data_volume_refuses_and_points_at_the_backup(tmp_path):
+    secrets.write_env(context(tmp_path))
+    c = context(tmp_path, volumes=["todostack_postgres-data"])
+    envfile.set_values(tmp_path / ".env", {"DEBUG": "true"})  # now there is a .env.bak
+    (tmp_path / ".env").unlink()
+    with pytest.raises(Problem, match=r"\.env is missing but volume todostack_postgres-data .* restore it "
+                                      r"from \.env\.bak"):
+        secrets.write_env(c)
+    assert not (tmp_path / ".env").exists()
