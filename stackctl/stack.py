@@ -102,3 +102,22 @@ def published_urls(c, prod=False):
             if publisher.get("PublishedPort"):
                 urls.setdefault(ct["Service"], f"{publisher['URL']}:{publisher['PublishedPort']}")
     return urls
+
+
+# `docker compose down` keeps every volume it does not name with --volumes, anonymous ones
+# included, and the next `up` creates fresh ones: each cycle of the dev stack would leave the
+# frontend's anonymous node_modules volume behind (about 100 MB). `rm --volumes` removes the
+# anonymous volumes of the containers it removes and never a named one, so `down` first
+# removes the containers that way; `up` then seeds a new node_modules volume from the image,
+# in step with it after a rebuild.
+DOWN_COMMANDS = ("rm --stop --force --volumes", "down --remove-orphans")
+
+
+def down(c, prod=False):
+    """Stop and remove the stack's containers, their anonymous volumes and the networks;
+    named volumes (the database) are kept."""
+    for command in DOWN_COMMANDS:
+        result = docker_compose(c, command, prod=prod, warn=True)
+        if not result.ok:
+            raise Problem(f"docker compose {command.split()[0]} failed (exit {result.exited}); "
+                          "see its output above")
