@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,6 +20,8 @@ TIMEOUT = 5
 class StackCopy:
     def __init__(self, name):
         assert (ROOT / ".env").is_file(), "no .env: run `inv setup` first"
+        # A suffix of its own: two runs sharing an engine never drive each other's stacks.
+        name = f"{name}-{uuid.uuid4().hex[:6]}"
         (ROOT / ".cache").mkdir(exist_ok=True)
         # Under the project, not a private temp dir: container users (node) read the bind mounts.
         self.path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=ROOT / ".cache"))

@@ -156,6 +156,35 @@ def test_data_survives_down_and_up(stack):
     assert api(stack, "GET", f"/api/v1/todos/{todo['id']}").json()["title"] == "persist me"
 
 
+def volume_names():
+    out = subprocess.run(["docker", "volume", "ls", "--format", "json"], capture_output=True, text=True,
+                         check=True).stdout
+    return {json.loads(line)["Name"] for line in out.splitlines() if line.strip()}
+
+
+def mounted_volumes(stack):
+    """Names of the volumes (named and anonymous) the stack's running containers mount."""
+    return {mount["Name"] for service in ("postgres", "backend", "frontend")
+            for mount in stack.inspect(service)["Mounts"] if mount["Type"] == "volume"}
+
+
+def test_down_up_cycles_leave_no_volume_but_the_data_volume(stack):
+    # Only the volumes this stack mounted are compared: other stacks may share the engine.
+    data = f"{stack.project}_postgres-data"
+    todo = api(stack, "POST", "/api/v1/todos", json={"title": "cycled"}).json()
+    mounted = mounted_volumes(stack)
+    assert data in mounted
+    for _ in range(3):
+        stack.ok("down")
+        assert mounted & volume_names() == {data}, "down kept a volume of the stack other than its data volume"
+        stack.ok("up")
+        mounted |= mounted_volumes(stack)
+    stack.ok("down")
+    assert mounted & volume_names() == {data}
+    stack.ok("up")
+    assert api(stack, "GET", f"/api/v1/todos/{todo['id']}").json()["title"] == "cycled"
+
+
 def test_missing_env_says_run_setup(stack):
     env = stack.path / ".env"
     env.rename(stack.path / ".env.saved")
