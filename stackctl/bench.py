@@ -67,7 +67,7 @@ WRK_MARK = "BENCH_WRK "
 SETTLE_S = 1.0
 
 # wrk's done() hook prints its summary as one JSON line, so nothing depends on the layout
-# of wrk's human-readable output (parse_wrk still reads that as a fallback).
+# of wrk's human-readable output.
 WRK_DONE = r"""
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -129,24 +129,9 @@ class Figures:
 
 # -------------------------------------------------------------------- parsing ---
 
-_DURATION = re.compile(r"^([\d.]+)(us|ms|s|m|h)$")
-_DURATION_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text):
-    """wrk's durations ('812.00us', '1.23ms', '2.01s', '1.00m') in seconds."""
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise ValueError(f"not a wrk duration: {text!r}")
-    return float(match.group(1)) * _DURATION_S[match.group(2)]
-
-
 def parse_wrk(output):
-    """wrk's result: {"requests", "duration_s", "rps", "p50_ms", "p99_ms", "errors"}.
-
-    Read from the JSON line the done() hook prints; without it (wrk run without the
-    bench's script), from wrk's own text (`--latency` gives the percentiles).
-    """
+    """wrk's result: {"requests", "duration_s", "rps", "p50_ms", "p99_ms", "errors"}, read
+    from the JSON line the bench's done() hook prints."""
     for line in output.splitlines():
         if line.startswith(WRK_MARK):
             data = json.loads(line[len(WRK_MARK):])
@@ -155,26 +140,7 @@ def parse_wrk(output):
                     "rps": data["requests"] / seconds if seconds else 0.0,
                     "p50_ms": data["latency_us"]["p50"] / 1e3, "p99_ms": data["latency_us"]["p99"] / 1e3,
                     "errors": int(sum(data["errors"].values()))}
-    return _parse_wrk_text(output)
-
-
-def _parse_wrk_text(output):
-    done = re.search(r"^\s*(\d+) requests in ([\d.]+\w+),", output, re.M)
-    rps = re.search(r"^Requests/sec:\s*([\d.]+)", output, re.M)
-    p50 = re.search(r"^\s*50%\s+([\d.]+\w+)", output, re.M)
-    p99 = re.search(r"^\s*99%\s+([\d.]+\w+)", output, re.M)
-    if not (done and rps and p50 and p99):
-        raise ValueError("wrk printed no result (run it with --latency)")
-    errors = 0
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    if socket_errors:
-        errors += sum(int(n) for n in socket_errors.groups())
-    status = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    if status:
-        errors += int(status.group(1))
-    return {"requests": int(done.group(1)), "duration_s": parse_duration(done.group(2)),
-            "rps": float(rps.group(1)), "p50_ms": parse_duration(p50.group(1)) * 1e3,
-            "p99_ms": parse_duration(p99.group(1)) * 1e3, "errors": errors}
+    raise ValueError(f"wrk printed no {WRK_MARK.strip()} line")
 
 
 _SIZE = re.compile(r"^([\d.]+)\s*([KMGT]?i?B)$", re.I)
