@@ -39,6 +39,13 @@ def unique():
     return f"basecheck-{uuid.uuid4().hex[:8]}"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def remove_built_images():
+    """The images build_fixture makes (tags from the fixture compose file) go with the module."""
+    yield
+    docker("image", "rm", "basecheck/python-pip", "basecheck/node-npm", check=False)
+
+
 def build_fixture(images, service):
     c = Context(project_config())
     result = docker_compose(c, f"build --no-cache {service}", files=[FIXTURES], project="basecheck",
