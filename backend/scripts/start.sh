@@ -1,8 +1,8 @@
 #!/bin/sh
-# Production entry point: optional migrations, then uvicorn with N workers.
+# Production entry point: uvicorn with N workers (migrations run in the one-shot
+# `migrate` service, before any backend starts).
 #   WEB_CONCURRENCY  worker processes (default 2)
 #   PORT             listen port (default 8000)
-#   RUN_MIGRATIONS   1 = run `alembic upgrade head` first (default 0)
 set -eu
 
 if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
@@ -13,10 +13,6 @@ if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
         echo "start.sh: $PROMETHEUS_MULTIPROC_DIR is not writable; /metrics will show one worker only" >&2
         unset PROMETHEUS_MULTIPROC_DIR
     fi
-fi
-
-if [ "${RUN_MIGRATIONS:-0}" = "1" ]; then
-    alembic upgrade head
 fi
 
 # uvloop and httptools are asked for by name: "auto" would quietly fall back
