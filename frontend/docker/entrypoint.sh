@@ -43,15 +43,8 @@ export BACKEND_URL NGINX_RESOLVER
 mkdir -p "$RUNTIME_DIR/conf.d" "$RUNTIME_DIR/client_temp" "$RUNTIME_DIR/proxy_temp" \
          "$RUNTIME_DIR/fastcgi_temp" "$RUNTIME_DIR/uwsgi_temp" "$RUNTIME_DIR/scgi_temp"
 
-if command -v envsubst >/dev/null 2>&1; then
-  envsubst '${BACKEND_URL} ${NGINX_RESOLVER}' < "$TEMPLATE" > "$RUNTIME_DIR/conf.d/default.conf"
-else
-  # No gettext-base in this base image: plain sed. The values were checked
-  # above and cannot contain the '|' delimiter's troublemakers ('&', '\').
-  sed -e "s|\${BACKEND_URL}|$BACKEND_URL|g" \
-      -e "s|\${NGINX_RESOLVER}|$NGINX_RESOLVER|g" \
-      "$TEMPLATE" > "$RUNTIME_DIR/conf.d/default.conf"
-fi
+# envsubst: both nginx bases ship it (gettext-base).
+envsubst '${BACKEND_URL} ${NGINX_RESOLVER}' < "$TEMPLATE" > "$RUNTIME_DIR/conf.d/default.conf"
 
 echo "entrypoint: proxying API to $BACKEND_URL (resolver $NGINX_RESOLVER)" >&2
 
