@@ -11,8 +11,8 @@
 # Environment:
 #   BACKEND_URL     upstream for /api/, /health, /docs, /openapi.json
 #                   (scheme://host[:port], no path; default http://backend:8000)
-#   NGINX_RESOLVER  DNS server(s) used to resolve the backend host at request
-#                   time (default: the nameservers in /etc/resolv.conf)
+# The backend host is resolved at request time with the nameservers of
+# /etc/resolv.conf (Docker's embedded DNS on a compose network).
 set -eu
 
 TEMPLATE=/etc/nginx/frontend/default.conf.template
@@ -31,22 +31,17 @@ case "${BACKEND_URL#*://}" in
     echo "entrypoint: BACKEND_URL must be scheme://host[:port] without a path, got '$BACKEND_URL'" >&2; exit 64 ;;
 esac
 
-if [ -z "${NGINX_RESOLVER:-}" ]; then
-  NGINX_RESOLVER=$(awk '$1 == "nameserver" { ns = $2; if (ns ~ /:/) ns = "[" ns "]"; out = out (out ? " " : "") ns } END { print out }' /etc/resolv.conf 2>/dev/null || true)
-  NGINX_RESOLVER=${NGINX_RESOLVER:-127.0.0.11}
-fi
-case "$NGINX_RESOLVER" in
-  *\;*|*\$*|*\"*|*\'*|*\\*) echo "entrypoint: invalid NGINX_RESOLVER '$NGINX_RESOLVER'" >&2; exit 64 ;;
-esac
-export BACKEND_URL NGINX_RESOLVER
+RESOLVER=$(awk '$1 == "nameserver" { ns = $2; if (ns ~ /:/) ns = "[" ns "]"; out = out (out ? " " : "") ns } END { print out }' /etc/resolv.conf 2>/dev/null || true)
+RESOLVER=${RESOLVER:-127.0.0.11}
+export BACKEND_URL RESOLVER
 
 mkdir -p "$RUNTIME_DIR/conf.d" "$RUNTIME_DIR/client_temp" "$RUNTIME_DIR/proxy_temp" \
          "$RUNTIME_DIR/fastcgi_temp" "$RUNTIME_DIR/uwsgi_temp" "$RUNTIME_DIR/scgi_temp"
 
 # envsubst: both nginx bases ship it (gettext-base).
-envsubst '${BACKEND_URL} ${NGINX_RESOLVER}' < "$TEMPLATE" > "$RUNTIME_DIR/conf.d/default.conf"
+envsubst '${BACKEND_URL} ${RESOLVER}' < "$TEMPLATE" > "$RUNTIME_DIR/conf.d/default.conf"
 
-echo "entrypoint: proxying API to $BACKEND_URL (resolver $NGINX_RESOLVER)" >&2
+echo "entrypoint: proxying API to $BACKEND_URL (resolver $RESOLVER)" >&2
 
 if [ "$#" -eq 0 ]; then
   set -- nginx -g 'daemon off;'
