@@ -15,10 +15,6 @@ const truthy = (value: string | undefined) => /^(1|true|yes|on)$/i.test(value ??
 const usePolling = truthy(process.env.CHOKIDAR_USEPOLLING) || truthy(process.env.VITE_USE_POLLING);
 const pollingInterval = Number(process.env.VITE_POLLING_INTERVAL) || 300;
 
-// When the dev server is published on a different host port than 3000,
-// the browser's HMR websocket must connect to that port instead.
-const hmrClientPort = Number(process.env.VITE_HMR_CLIENT_PORT) || undefined;
-
 const proxied = ['/api', '/health', '/docs', '/openapi.json', '/metrics'];
 
 export default defineConfig({
@@ -33,7 +29,6 @@ export default defineConfig({
     // No CORS handling in Vite: preflights go through the proxy to the backend,
     // so its CORS_ORIGINS decides, as in production.
     cors: false,
-    hmr: hmrClientPort ? { clientPort: hmrClientPort } : true,
     watch: usePolling ? { usePolling: true, interval: pollingInterval } : {},
     proxy: Object.fromEntries(
       proxied.map((path) => [path, { target: proxyTarget, changeOrigin: true, xfwd: true }]),
