@@ -9,11 +9,9 @@ const proxyTarget = process.env.VITE_PROXY_TARGET || 'http://backend:8000';
 // File watching: bind mounts from macOS/Windows hosts, WSL2 /mnt paths and
 // some network file systems deliver no inotify events, so Vite never sees
 // edits. Set CHOKIDAR_USEPOLLING=true (the variable chokidar itself has always
-// honoured) or VITE_USE_POLLING=true to poll instead; VITE_POLLING_INTERVAL
-// (ms, default 300) tunes it.
+// honoured) or VITE_USE_POLLING=true to poll instead, every 300 ms.
 const truthy = (value: string | undefined) => /^(1|true|yes|on)$/i.test(value ?? '');
 const usePolling = truthy(process.env.CHOKIDAR_USEPOLLING) || truthy(process.env.VITE_USE_POLLING);
-const pollingInterval = Number(process.env.VITE_POLLING_INTERVAL) || 300;
 
 const proxied = ['/api', '/health', '/docs', '/openapi.json', '/metrics'];
 
@@ -29,7 +27,7 @@ export default defineConfig({
     // No CORS handling in Vite: preflights go through the proxy to the backend,
     // so its CORS_ORIGINS decides, as in production.
     cors: false,
-    watch: usePolling ? { usePolling: true, interval: pollingInterval } : {},
+    watch: usePolling ? { usePolling: true, interval: 300 } : {},
     proxy: Object.fromEntries(
       proxied.map((path) => [path, { target: proxyTarget, changeOrigin: true, xfwd: true }]),
     ),
