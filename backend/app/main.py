@@ -63,8 +63,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             db.port,
             db.database,
         )
-        if "SECRET_KEY" not in settings.model_fields_set:
-            log.warning("SECRET_KEY is not set: using a random key for this process")
         try:
             yield
         finally:

@@ -3,10 +3,10 @@ from stackctl import envfile
 EXAMPLE = """# comment
 PYTHON_IMAGE=python:3.13-slim
 POSTGRES_PASSWORD=
-SECRET_KEY=
+API_TOKEN=
 DB_HOST=postgres
 """
-SECRETS = ["POSTGRES_PASSWORD", "SECRET_KEY"]
+SECRETS = ["POSTGRES_PASSWORD", "API_TOKEN"]
 
 
 def write_example(tmp_path):
@@ -20,10 +20,10 @@ def test_create_generates_distinct_secrets_and_keeps_the_rest(tmp_path):
     outcome, keys = envfile.create_or_complete(env, write_example(tmp_path), SECRETS)
     values = envfile.read_env(env)
     assert outcome == "created"
-    assert keys == ["PYTHON_IMAGE", "POSTGRES_PASSWORD", "SECRET_KEY", "DB_HOST"]
+    assert keys == ["PYTHON_IMAGE", "POSTGRES_PASSWORD", "API_TOKEN", "DB_HOST"]
     assert values["DB_HOST"] == "postgres" and values["PYTHON_IMAGE"] == "python:3.13-slim"
-    assert len(values["POSTGRES_PASSWORD"]) >= 32 and len(values["SECRET_KEY"]) >= 32
-    assert values["POSTGRES_PASSWORD"] != values["SECRET_KEY"]
+    assert len(values["POSTGRES_PASSWORD"]) >= 32 and len(values["API_TOKEN"]) >= 32
+    assert values["POSTGRES_PASSWORD"] != values["API_TOKEN"]
     assert "# comment" in env.read_text()
     assert env.stat().st_mode & 0o777 == 0o600
 
@@ -41,9 +41,9 @@ def test_missing_keys_are_appended_without_touching_existing_values(tmp_path):
     env.write_text("DB_HOST=db\nPOSTGRES_PASSWORD=mine")
     outcome, keys = envfile.create_or_complete(env, example, SECRETS)
     values = envfile.read_env(env)
-    assert (outcome, keys) == ("completed", ["PYTHON_IMAGE", "SECRET_KEY"])
+    assert (outcome, keys) == ("completed", ["PYTHON_IMAGE", "API_TOKEN"])
     assert values["DB_HOST"] == "db" and values["POSTGRES_PASSWORD"] == "mine"
-    assert values["SECRET_KEY"]
+    assert values["API_TOKEN"]
 
 
 def test_rewrite_keeps_every_value_and_lays_out_the_example(tmp_path):
@@ -51,7 +51,7 @@ def test_rewrite_keeps_every_value_and_lays_out_the_example(tmp_path):
     env.write_text("DB_HOST=db\nPOSTGRES_PASSWORD=mine\nEXTRA=1\n")
     outcome, keys = envfile.create_or_complete(env, example, SECRETS, rewrite=True)
     values = envfile.read_env(env)
-    assert (outcome, keys) == ("rewritten", ["PYTHON_IMAGE", "SECRET_KEY"])
+    assert (outcome, keys) == ("rewritten", ["PYTHON_IMAGE", "API_TOKEN"])
     assert values["DB_HOST"] == "db" and values["POSTGRES_PASSWORD"] == "mine" and values["EXTRA"] == "1"
     assert env.read_text().startswith("# comment\n")
     assert (tmp_path / ".env.bak").read_text() == "DB_HOST=db\nPOSTGRES_PASSWORD=mine\nEXTRA=1\n"
@@ -59,10 +59,10 @@ def test_rewrite_keeps_every_value_and_lays_out_the_example(tmp_path):
 
 def test_regenerate_replaces_only_the_named_secrets(tmp_path):
     env, example = tmp_path / ".env", write_example(tmp_path)
-    env.write_text("DB_HOST=db\nPOSTGRES_PASSWORD=mine\nSECRET_KEY=key\n")
+    env.write_text("DB_HOST=db\nPOSTGRES_PASSWORD=mine\nAPI_TOKEN=key\n")
     envfile.create_or_complete(env, example, SECRETS, regenerate=["POSTGRES_PASSWORD"])
     values = envfile.read_env(env)
-    assert values["POSTGRES_PASSWORD"] not in ("mine", "") and values["SECRET_KEY"] == "key"
+    assert values["POSTGRES_PASSWORD"] not in ("mine", "") and values["API_TOKEN"] == "key"
     assert values["DB_HOST"] == "db"
 
 
@@ -84,4 +84,4 @@ def test_set_values_replaces_in_place_and_appends(tmp_path):
 def test_missing_keys(tmp_path):
     env = tmp_path / ".env"
     env.write_text("PYTHON_IMAGE=x\nexport DB_HOST=postgres\n")
-    assert envfile.missing_keys(env, write_example(tmp_path)) == ["POSTGRES_PASSWORD", "SECRET_KEY"]
+    assert envfile.missing_keys(env, write_example(tmp_path)) == ["POSTGRES_PASSWORD", "API_TOKEN"]

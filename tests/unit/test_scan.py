@@ -14,7 +14,7 @@ from stackctl import Problem, scan
 from tests.helpers import project_config
 
 SECRET = "s3cr3t-value-0123456789"
-SECRETS = scan.usable_secrets({"SECRET_KEY": SECRET, "SHORT": "abc1234", "EMPTY": ""})
+SECRETS = scan.usable_secrets({"POSTGRES_PASSWORD": SECRET, "SHORT": "abc1234", "EMPTY": ""})
 
 
 def pem(kind):
@@ -46,7 +46,7 @@ def scan_files(files):
 
 
 def test_usable_secrets_drop_short_and_empty_values():
-    assert SECRETS == {"SECRET_KEY": SECRET.encode()}
+    assert SECRETS == {"POSTGRES_PASSWORD": SECRET.encode()}
 
 
 @pytest.mark.parametrize("user", ["", "0", "root", "0:0", "root:root", "root:1000", " "])
@@ -79,7 +79,7 @@ def test_secrets_in_config_fields_named_without_the_value():
               "Cmd": ["app", "--key", SECRET], "Entrypoint": None, "User": SECRET,
               "Healthcheck": {"Test": ["CMD", "curl", "-H", f"Authorization: {SECRET}"]}}
     findings = scan.check_config_secrets("img", config, SECRETS)
-    assert [f.message for f in findings] == [f"value of SECRET_KEY in config {field}"
+    assert [f.message for f in findings] == [f"value of POSTGRES_PASSWORD in config {field}"
                                              for field in ("Env", "Labels", "Cmd", "Healthcheck")]
     assert scan.check_config_secrets("img", {"Env": ["SHORT=abc1234"]}, SECRETS) == []
 
@@ -95,15 +95,15 @@ def test_secrets_in_history_by_step():
                {"comment": "no created_by"},
                {"created_by": "RUN |1 SHORT=abc1234 /bin/sh -c true"}]
     assert [str(f) for f in scan.check_history_secrets("img", history, SECRETS)] == \
-        ["img: secret: value of SECRET_KEY in history step 3 of 5"]
+        ["img: secret: value of POSTGRES_PASSWORD in history step 3 of 5"]
 
 
 def test_layer_walk_flags_env_files_keys_and_secrets():
     findings = scan_files({
         "app": None,
-        "app/.env": f"SECRET_KEY={SECRET}\n".encode(),
+        "app/.env": f"POSTGRES_PASSWORD={SECRET}\n".encode(),
         "app/.env.production": b"DEBUG=false\n",
-        "app/.env.example": b"SECRET_KEY=\n",
+        "app/.env.example": b"POSTGRES_PASSWORD=\n",
         "app/settings.py": f"KEY = '{SECRET}'\n".encode(),
         "app/short.txt": b"abc1234\n",
         "root/.ssh/id_rsa": pem("RSA PRIVATE KEY").encode(),
@@ -119,8 +119,8 @@ def test_layer_walk_flags_env_files_keys_and_secrets():
     assert sorted(str(f) for f in findings) == sorted([
         "img: env-file: environment file /app/.env in layer 1",
         "img: env-file: environment file /app/.env.production in layer 1",
-        "img: secret: value of SECRET_KEY in /app/.env in layer 1",
-        "img: secret: value of SECRET_KEY in /app/settings.py in layer 1",
+        "img: secret: value of POSTGRES_PASSWORD in /app/.env in layer 1",
+        "img: secret: value of POSTGRES_PASSWORD in /app/settings.py in layer 1",
         "img: private-key: private key in /root/.ssh/id_rsa in layer 1",
         "img: private-key: private key in /srv/tls/server.key in layer 1",
         "img: private-key: private key in /srv/tls/pkcs8.pem in layer 1",
@@ -148,7 +148,7 @@ def test_big_files_are_checked_by_name_only(monkeypatch):
 
 def test_secret_in_a_file_name_is_reported_redacted():
     [finding] = scan_files({f"tmp/{SECRET}.txt": b"nothing"})
-    assert finding.message == "value of SECRET_KEY in the name of /tmp/<SECRET_KEY>.txt in layer 1"
+    assert finding.message == "value of POSTGRES_PASSWORD in the name of /tmp/<POSTGRES_PASSWORD>.txt in layer 1"
 
 
 def saved_image(tmp_path, layers, history, oci=False, gzip_layers=False):
@@ -205,16 +205,16 @@ HISTORY = [{"created_by": "ADD rootfs.tar /"},
 def test_saved_image_layers_and_history(tmp_path, oci, gzip_layers):
     archive = saved_image(tmp_path, LAYERS, HISTORY, oci=oci, gzip_layers=gzip_layers)
     assert [str(f) for f in scan.scan_saved("img", archive, SECRETS)] == [
-        "img: secret: value of SECRET_KEY in history step 5 of 6",
+        "img: secret: value of POSTGRES_PASSWORD in history step 5 of 6",
         # Deleted by the next layer, still in the image.
-        "img: secret: value of SECRET_KEY in /tmp/leak.txt in layer 2 (history step 3)",
+        "img: secret: value of POSTGRES_PASSWORD in /tmp/leak.txt in layer 2 (history step 3)",
     ]
 
 
 def test_layers_without_matching_history_are_numbered_only(tmp_path):
     archive = saved_image(tmp_path, LAYERS[:2], [])
     assert [f.message for f in scan.scan_saved("img", archive, SECRETS)] == \
-        ["value of SECRET_KEY in /tmp/leak.txt in layer 2"]
+        ["value of POSTGRES_PASSWORD in /tmp/leak.txt in layer 2"]
 
 
 def test_scan_image_combines_config_and_layers(tmp_path, monkeypatch):
@@ -224,10 +224,10 @@ def test_scan_image_combines_config_and_layers(tmp_path, monkeypatch):
     saved = []
     monkeypatch.setattr(scan, "save_image", lambda c, image, target: saved.append(image)
                         or shutil.copyfile(archive, target))
-    findings = scan.scan_image(c, "img:1", {"SECRET_KEY": SECRET, "SHORT": "abc1234"})
+    findings = scan.scan_image(c, "img:1", {"POSTGRES_PASSWORD": SECRET, "SHORT": "abc1234"})
     assert saved == ["img:1"]
     assert [f.check for f in findings] == ["user", "healthcheck", "secret", "secret", "secret"]
-    assert [f.message for f in findings][2] == "value of SECRET_KEY in config Env"
+    assert [f.message for f in findings][2] == "value of POSTGRES_PASSWORD in config Env"
     assert all(SECRET not in str(f) for f in findings)
 
 
@@ -246,5 +246,7 @@ def test_save_runs_docker_save_to_the_file(tmp_path):
 
 def test_configured_secrets_take_the_secret_variables_that_are_set():
     c = MockContext(config=project_config())
-    env = {"SECRET_KEY": SECRET, "POSTGRES_PASSWORD": "", "POSTGRES_USER": "app"}
-    assert scan.configured_secrets(c, env) == {"SECRET_KEY": SECRET}
+    # SECRET_KEY: left over in an older .env; no longer one of the secret variables.
+    env = {"POSTGRES_PASSWORD": SECRET, "SECRET_KEY": "left-over-0123456789", "POSTGRES_USER": "app"}
+    assert scan.configured_secrets(c, env) == {"POSTGRES_PASSWORD": SECRET}
+    assert scan.configured_secrets(c, {**env, "POSTGRES_PASSWORD": ""}) == {}

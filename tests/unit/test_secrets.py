@@ -4,7 +4,7 @@ import json
 import pytest
 from invoke import MockContext, Result
 
-from stackctl import Problem, envfile, secrets
+from stackctl import Problem, doctor, envfile, secrets
 from tests.helpers import ROOT, project_config
 
 EXAMPLE = (ROOT / ".env.example").read_text()
@@ -26,7 +26,7 @@ def context(tmp_path, volumes=(), engine_answers=True):
 
 def test_first_run_creates_env_with_secrets(tmp_path):
     outcome, keys = secrets.write_env(context(tmp_path))
-    assert outcome == "created" and {"POSTGRES_PASSWORD", "SECRET_KEY"} <= set(keys)
+    assert outcome == "created" and "POSTGRES_PASSWORD" in keys
     assert len(envfile.read_env(tmp_path / ".env")["POSTGRES_PASSWORD"]) >= 32
 
 
@@ -62,8 +62,10 @@ def test_regenerating_without_data_volumes_gives_new_secrets(tmp_path):
     old = envfile.read_env(tmp_path / ".env")
     outcome, keys = secrets.write_env(c, regenerate=True)
     new = envfile.read_env(tmp_path / ".env")
-    assert outcome == "rewritten" and sorted(keys) == ["POSTGRES_PASSWORD", "SECRET_KEY"]
-    assert new["POSTGRES_PASSWORD"] != old["POSTGRES_PASSWORD"] and new["SECRET_KEY"] != old["SECRET_KEY"]
+    assert outcome == "rewritten" and keys == ["POSTGRES_PASSWORD"]
+    assert new["POSTGRES_PASSWORD"] != old["POSTGRES_PASSWORD"]
+    assert {k: v for k, v in new.items() if k != "POSTGRES_PASSWORD"} == \
+        {k: v for k, v in old.items() if k != "POSTGRES_PASSWORD"}
     assert envfile.read_env(tmp_path / ".env.bak") == old
 
 
@@ -83,3 +85,17 @@ def test_a_missing_env_with_a_data_volume_refuses_and_points_at_the_backup(tmp_p
                                       r"from \.env\.bak"):
         secrets.write_env(c)
     assert not (tmp_path / ".env").exists()
+
+
+def test_a_left_over_secret_key_is_kept_and_harmless(tmp_path):
+    """A .env made when the stack still had SECRET_KEY: setup leaves it alone, --force keeps
+    it, and doctor does not mind the extra key."""
+    c = context(tmp_path)
+    secrets.write_env(c)
+    envfile.set_values(tmp_path / ".env", {"SECRET_KEY": "left-over"})
+    before = (tmp_path / ".env").read_bytes()
+    assert secrets.write_env(c) == ("unchanged", [])
+    assert (tmp_path / ".env").read_bytes() == before
+    assert secrets.write_env(c, rewrite=True) == ("rewritten", [])
+    assert envfile.read_env(tmp_path / ".env")["SECRET_KEY"] == "left-over"
+    assert [(f.ok, f.message) for f in doctor.check_env(c)] == [(True, f"{tmp_path / '.env'} complete")]

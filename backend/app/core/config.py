@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
@@ -27,7 +26,6 @@ class Settings(BaseSettings):
     PROJECT_NAME: str = "Todo API"
     VERSION: str = __version__
     DEBUG: bool = False
-    SECRET_KEY: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_urlsafe(32)))
 
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     LOG_FORMAT: Literal["json", "plain"] = "json"
