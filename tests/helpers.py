@@ -1,5 +1,6 @@
 """Test helpers: the project's Invoke configuration and running `inv` as a user would."""
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -30,6 +31,13 @@ def assert_one_line_failure(result, expected):
     assert result.returncode != 0, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert expected in result.stderr.strip().splitlines()[-1], result.stderr
+
+
+def readme_block(label):
+    """The command in README.md's `<!-- LABEL -->` sh block, exactly as the README shows it."""
+    match = re.search(rf"<!-- {label} -->\s*```sh\n(.+?)\n```", (ROOT / "README.md").read_text(), re.S)
+    assert match, f"README has no {label} block"
+    return match.group(1).strip()
 
 
 def make_checkout(target):

@@ -1,16 +1,8 @@
 """The README documents every task, and CI runs exactly the README's test command."""
-import re
-
 from invoke import Collection
 
 import tasks
-from tests.helpers import ROOT
-
-
-def readme_block(label):
-    match = re.search(rf"<!-- {label} -->\s*```sh\n(.+?)\n```", (ROOT / "README.md").read_text(), re.S)
-    assert match, f"README has no {label} block"
-    return match.group(1).strip()
+from tests.helpers import ROOT, readme_block
 
 
 def test_ci_runs_exactly_the_readme_test_command():
