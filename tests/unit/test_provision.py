@@ -92,7 +92,8 @@ def test_not_root_refuses_before_running_anything(monkeypatch):
     monkeypatch.setattr(provision, "server_answers", lambda c: False)
     monkeypatch.setattr(provision.shutil, "which", lambda name: None)
     c = MockContext(config=project_config())  # any command it ran would raise NotImplementedError
-    with pytest.raises(Problem, match=r"^installing docker.io needs root: rerun as root"):
+    with pytest.raises(Problem, match=r"^installing docker.io apparmor ca-certificates git xz-utils needs root: "
+                                      r"rerun as root"):
         provision.engine(c)
 
 
@@ -113,7 +114,17 @@ def test_apt_install_finishes_an_interrupted_dpkg_run_first(monkeypatch, tmp_pat
     commands = [call.args[0] for call in c.run.call_args_list]
     assert commands[0] == "dpkg --configure -a"
     assert commands[1].endswith(" update") and commands[2].endswith(" install -y docker.io")
+
     assert (tmp_path / "logs" / "apt.log").is_file()
+
+
+def test_the_engine_comes_without_recommends_so_no_old_buildx_breaks_compose(monkeypatch, tmp_path):
+    monkeypatch.setattr(provision.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(provision.shutil, "which", lambda name: f"/usr/bin/{name}")
+    c = MockContext(config=project_config(provision={"log_dir": str(tmp_path)}), run=Result(), repeat=True)
+    provision.apt_install(c, provision.ENGINE_PACKAGES, recommends=False)
+    install = [call.args[0] for call in c.run.call_args_list][-1]
+    assert " install -y --no-install-recommends docker.io " in install and "buildx" not in install
 
 
 def test_apt_failure_names_the_apt_error_and_the_mirror(monkeypatch, tmp_path):
