@@ -9,9 +9,15 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StringConstraints, field
 
 from app.models import TITLE_MAX_LENGTH
 
+# Control characters (Unicode category Cc) are refused, but for tab and newline: PostgreSQL
+# cannot store NUL in text, and the others have no place in a title. The pattern is in the
+# OpenAPI document, so clients (and the fuzzer) know it.
+TITLE_PATTERN = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
 Title = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_LENGTH),
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=TITLE_MAX_LENGTH, pattern=TITLE_PATTERN
+    ),
 ]
 
 

@@ -168,6 +168,22 @@ def test_title_length_limits(client: TestClient) -> None:
     assert client.post(URL, json={"title": "z" * 201}).status_code == 422
 
 
+@pytest.mark.parametrize("title", ["a\x00b", "\x00", "bell\x07", "esc\x1b[31m", "cr\rhere", "del\x7f", "c1\x9b[31m"])
+def test_control_characters_in_a_title_are_422_naming_it(client: TestClient, title: str) -> None:
+    response = client.post(URL, json={"title": title})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "title"]
+    todo = create(client, "keep")
+    response = client.patch(f"{URL}/{todo['id']}", json={"title": title})
+    assert response.status_code == 422, response.text
+    assert client.get(f"{URL}/{todo['id']}").json() == todo
+
+
+def test_tabs_newlines_and_any_other_unicode_are_kept(client: TestClient) -> None:
+    title = "two\tcolumns\nsecond line: caf\u00e9 \U0001f600 \u202eevil"
+    assert create(client, title)["title"] == title
+
+
 @pytest.mark.parametrize(
     "payload",
     [
