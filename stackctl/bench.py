@@ -28,10 +28,8 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -41,19 +39,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from invoke import Context
 from invoke.exceptions import CommandTimedOut
 
 from . import ROOT, Problem
 from .compose import docker_compose
-from .envfile import set_values
+from .copies import TreeCopy
+from .engine import inspect_image
 from .images import build_one, built_images, measure
 from .stack import containers
+from .wait import wait_until
 
 SECTIONS = ("build", "rebuild", "sizes", "load", "up", "reload")
 APP_IMAGES = ("backend", "frontend")
 PROD_SERVICES = ("postgres", "backend", "frontend")
-PORT_VARS = ("FRONTEND_PORT", "BACKEND_PORT", "POSTGRES_PORT", "PROD_PORT")
 BACKEND_SOURCE = "backend/app/main.py"
 FRONTEND_SOURCE = "frontend/src/App.tsx"
 # The edits the reload measurements make (the same as tests/integration/test_dev_stack.py).
@@ -285,12 +283,6 @@ def select_sections(requested):
 
 # ---------------------------------------------------------------- the copy ---
 
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _require_loopback(url):
     if urlsplit(url).hostname != "127.0.0.1":
         raise Problem(f"bench: refusing to load {url}: only 127.0.0.1 is ever targeted")
@@ -309,82 +301,17 @@ def _http(method, url, body=None, timeout=5):
         return error.code, error.read().decode(errors="replace")
 
 
-def wait_until(predicate, timeout, interval=0.02):
-    """Seconds until predicate() held (errors count as not yet), or None after timeout."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        try:
-            if predicate():
-                return time.monotonic() - start
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(interval)
-    return None
-
-
-class BenchCopy:
-    """A copy of the working tree (tracked and unignored files) under .cache/, with the
-    project's .env on free ports, and Compose project names and an image tag of its own.
-    `ctx` drives Compose on it in-process; `inv()` runs its tasks as a user would."""
+class BenchCopy(TreeCopy):
+    """The bench's copy of the tree (copies.TreeCopy): what it runs there is logged to the bench
+    log, and a command that fails ends the bench with a Problem."""
 
     def __init__(self, c, log):
-        env_file = ROOT / c.config.stack.env_file
-        if not env_file.is_file():
+        if not (ROOT / c.config.stack.env_file).is_file():
             raise Problem(f"{c.config.stack.env_file} not found: run `inv setup` to create it")
+        super().__init__(c, "todostack-bench")
         self.log = log
         self.timeout = int(c.config.bench.command_timeout_s)
-        self.name = f"todostack-bench-{secrets.token_hex(3)}"
-        (ROOT / ".cache").mkdir(exist_ok=True)
-        # Under the project, not a private temp dir: container users (node) read the bind mounts.
-        self.path = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=ROOT / ".cache"))
-        self.path.chmod(0o755)
-        self.images_seen = set()
-        try:
-            self._copy_tree(required=[*c.config.stack.compose_files, *c.config.stack.prod_compose_files])
-            shutil.copy(env_file, self.path / ".env")
-        except BaseException:
-            shutil.rmtree(self.path, ignore_errors=True)
-            raise
-        self.ports = {var: _free_port() for var in PORT_VARS}
-        # Set in .env and in the environment: Compose lets the shell's variables win.
-        self.variables = {**{k: str(v) for k, v in self.ports.items()}, "IMAGE_TAG": self.name}
-        set_values(self.path / ".env", self.variables)
-        self.env = {**self.variables, "INVOKE_STACK_PROJECT_NAME": self.name,
-                    "INVOKE_STACK_PROD_PROJECT_NAME": f"{self.name}-prod",
-                    "INVOKE_BUILD_REPORT": str(self.path / "reports/build-prod.json")}
-        config = c.config.clone()
-        stack = config.stack
-        stack.project_name, stack.prod_project_name = self.name, f"{self.name}-prod"
-        stack.compose_files = [str(self.path / f) for f in stack.compose_files]
-        stack.prod_compose_files = [str(self.path / f) for f in stack.prod_compose_files]
-        stack.env_file = str(self.path / ".env")
-        config.run.env = dict(self.env)
-        config.run.in_stream = False
-        config.run.timeout = int(c.config.bench.command_timeout_s)
-        self.ctx = Context(config=config)
-
-    def _copy_tree(self, required):
-        """The tracked and unignored files (what `git ls-files -co --exclude-standard` lists);
-        outside a git work tree, everything but .gitignore's simple patterns."""
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=ROOT, capture_output=True, text=True)
-        if top.returncode == 0 and Path(top.stdout.strip()).resolve() == ROOT.resolve():
-            listing = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                                     capture_output=True, text=True, check=True)
-            for name in filter(None, listing.stdout.split("\0")):
-                if (ROOT / name).is_file():
-                    (self.path / name).parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(ROOT / name, self.path / name)
-        else:
-            ignore = (ROOT / ".gitignore").read_text().split() if (ROOT / ".gitignore").is_file() else []
-            patterns = [line.rstrip("/") for line in ignore if not line.startswith(("#", "!"))]
-            shutil.copytree(ROOT, self.path, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns(".git", ".cache", *patterns))
-        missing = [name for name in required if not (self.path / name).is_file()]
-        if missing:
-            raise Problem(f"bench: the copy of the tree lacks {', '.join(missing)}")
-
-    def url(self, variable, path=""):
-        return f"http://127.0.0.1:{self.ports[variable]}{path}"
+        self.ctx.config.run.timeout = self.timeout
 
     def inv(self, *args):
         """Run `inv ARGS` in the copy; returns seconds taken. Output goes to the log."""
@@ -392,9 +319,7 @@ class BenchCopy:
         self.log.flush()
         start = time.monotonic()
         try:
-            result = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=self.path, stdout=self.log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=self.timeout,
-                                    env={**os.environ, **self.env})
+            result = super().inv(*args, timeout=self.timeout, stdout=self.log, stderr=subprocess.STDOUT)
         except subprocess.TimeoutExpired:
             raise Problem(f"bench: `inv {' '.join(args)}` took over {self.timeout} s; see the bench log") from None
         if result.returncode != 0:
@@ -413,54 +338,30 @@ class BenchCopy:
 
     def compose(self, command, prod=False):
         with self.logged():
-            result = docker_compose(self.ctx, command, prod=prod, warn=True)
+            result = docker_compose(self.ctx, self.target(prod), command, warn=True)
         if not result.ok:
             raise Problem(f"bench: `docker compose {command}` failed; see the bench log")
         return result
 
     def images(self, prod):
-        return built_images(self.ctx, prod)
+        return built_images(self.ctx, self.target(prod))
 
     def build(self, service, no_cache=False):
         """Build one prod image; returns seconds (images.build_one)."""
         self.log.write(f"\n$ build {service}{' --no-cache' if no_cache else ''}\n")
         with self.logged():
-            seconds = build_one(self.ctx, service, prod=True, no_cache=no_cache)
+            seconds = build_one(self.ctx, self.target(prod=True), service, no_cache=no_cache)
         self.remember(self.images(True)[service])
         return seconds
 
-    def remember(self, image):
-        result = self.ctx.run(f"docker image inspect -f '{{{{.Id}}}}' {image}", hide=True, warn=True)
-        if result.ok:
-            self.images_seen.add(result.stdout.strip())
-
     def container_pid(self, service, prod=False):
-        cid = docker_compose(self.ctx, f"ps -q {service}", prod=prod, hide=True, warn=True).stdout.strip()
+        cid = docker_compose(self.ctx, self.target(prod), f"ps -q {service}", hide=True, warn=True).stdout.strip()
         result = self.ctx.run(f"docker inspect -f '{{{{.State.Pid}}}}' {cid}", hide=True, warn=True) if cid else None
         return int(result.stdout.strip()) if result is not None and result.ok else None
 
     def container_names(self, prod=True):
         """{container name: service} of the running containers."""
-        return {ct["Name"]: ct["Service"] for ct in containers(self.ctx, prod) if ct["State"] == "running"}
-
-    def remove(self):
-        """Containers, volumes, the images this copy tagged (and the ones it superseded), the copy."""
-        for prod in (False, True):
-            docker_compose(self.ctx, "down --volumes --remove-orphans --timeout 5", prod=prod, hide=True, warn=True)
-        tagged = []
-        for prod in (False, True):
-            try:
-                tagged += list(self.images(prod).values())
-            except Problem:
-                pass
-        for image in tagged:
-            self.remember(image)
-            self.ctx.run(f"docker rmi {image}", hide=True, warn=True)
-        for image_id in self.images_seen:
-            tags = self.ctx.run(f"docker image inspect -f '{{{{len .RepoTags}}}}' {image_id}", hide=True, warn=True)
-            if tags.ok and tags.stdout.strip() == "0":  # now untagged: nobody else names it
-                self.ctx.run(f"docker rmi {image_id}", hide=True, warn=True)
-        shutil.rmtree(self.path, ignore_errors=True)
+        return {ct["Name"]: ct["Service"] for ct in containers(self.ctx, self.target(prod)) if ct["State"] == "running"}
 
 
 @contextmanager
@@ -557,7 +458,7 @@ class Bench:
     def _prod_images(self):
         """Build the prod images that are missing (not timed)."""
         for service, image in self.copy.images(True).items():
-            if self.copy.ctx.run(f"docker image inspect {image}", hide=True, warn=True).failed:
+            if inspect_image(self.copy.ctx, image) is None:
                 self.say(f"bench: prod build of {service} (not timed)")
                 self.copy.build(service)
 
@@ -580,7 +481,7 @@ class Bench:
             self._load()
         finally:
             self.say("bench: removing the prod stack")
-            docker_compose(self.copy.ctx, "down --volumes --remove-orphans --timeout 5", prod=True,
+            docker_compose(self.copy.ctx, self.copy.target(prod=True), "down --volumes --remove-orphans --timeout 5",
                            hide=True, warn=True)
 
     def _load(self):

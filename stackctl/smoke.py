@@ -24,9 +24,6 @@ MAX_ASSETS = 50  # an HTML page referencing more is not our app
 TODOS = "/api/v1/todos"
 DISALLOWED_ORIGIN = "http://evil.example"
 # The compose files' defaults for CORS_ORIGINS when .env and the environment lack it.
-DEFAULT_ORIGINS = {False: "http://localhost:3000", True: "http://localhost:8080"}
-
-
 class CheckFailed(Exception):
     """A check found something wrong; the message is the FAIL line's detail."""
 
@@ -366,18 +363,17 @@ def run_checks(client, origin, checks=CHECKS):
 
 # --- the task -----------------------------------------------------------------------------
 
-def default_base_url(c, prod=False):
-    """The published frontend URL of the stack: the port from .env or the environment."""
-    ports = c.config.stack.prod_ports if prod else c.config.stack.ports
-    variable = "PROD_PORT" if prod else "FRONTEND_PORT"
-    port = effective_env(c).get(variable) or ports[variable]
-    return f"http://127.0.0.1:{port}"
+def default_base_url(c, target):
+    """The stack's public origin: its published frontend port, from .env or the environment."""
+    return f"http://127.0.0.1:{target.port(target.public_port, effective_env(c))}"
 
 
-def default_origin(c, prod=False):
+def default_origin(c, target):
     """The origin the backend should allow: the first entry of CORS_ORIGINS as Compose
-    passes it (an empty value counts as unset, as with Compose's `:-` default)."""
-    return first_origin(effective_env(c).get("CORS_ORIGINS")) or DEFAULT_ORIGINS[bool(prod)]
+    passes it (an empty value counts as unset, as with Compose's `:-` default), else the
+    compose files' default, localhost on the public port's default."""
+    return (first_origin(effective_env(c).get("CORS_ORIGINS"))
+            or f"http://localhost:{target.ports[target.public_port]}")
 
 
 def check_base_url(url):
@@ -404,16 +400,16 @@ def parse_timeout(value):
     return seconds
 
 
-def run(c, prod=False, base_url=None, origin=None, as_json=False, timeout=None, out=print):
+def run(c, target, base_url=None, origin=None, as_json=False, timeout=None, out=print):
     """Wait until the stack is ready, run every check, print the results; raise a Problem
     when the stack never got ready or any check failed."""
-    base_url = check_base_url(base_url) if base_url else default_base_url(c, prod)
-    origin = (origin or default_origin(c, prod)).rstrip("/")
+    base_url = check_base_url(base_url) if base_url else default_base_url(c, target)
+    origin = (origin or default_origin(c, target)).rstrip("/")
     timeout = parse_timeout(timeout)
     client = Client(base_url)
     try:
         try:
-            flag = " --prod" if prod else ""
+            flag = " --prod" if target.name == "prod" else ""
             waited = wait_ready(client, timeout, hint=f"is the stack up? `inv ps{flag}` shows it, "
                                                       f"`inv up{flag}` starts it")
         except Problem as problem:

@@ -1,7 +1,5 @@
 """Test helpers: the project's Invoke configuration and running `inv` as a user would."""
 import os
-import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -30,20 +28,3 @@ def assert_one_line_failure(result, expected):
     assert result.returncode != 0, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert expected in result.stderr.strip().splitlines()[-1], result.stderr
-
-
-def make_checkout(target):
-    """Copy the working tree's tracked and unignored files (a clean checkout, no .env) to target."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, files):
-        if (ROOT / name).is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, target / name)
-    return target
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

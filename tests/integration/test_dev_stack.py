@@ -19,7 +19,7 @@ def stack():
     stack = StackCopy("todostack-it")
     stack.ok("reset", "--yes")
     yield stack
-    stack.teardown()
+    stack.remove()
 
 
 def api(stack, method, path, via="BACKEND_PORT", **kwargs):

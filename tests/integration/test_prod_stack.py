@@ -17,7 +17,7 @@ def stack():
     stack = StackCopy("todostack-prod-it")
     stack.ok("reset", "--prod", "--yes")
     yield stack
-    stack.teardown(prod=True)
+    stack.remove()
 
 
 def docker(*args):

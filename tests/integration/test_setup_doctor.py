@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from stackctl.envfile import assigned_keys, read_env, set_values
-from tests.helpers import ROOT, assert_one_line_failure, free_port, inv, make_checkout
+from stackctl.copies import copy_tree, free_port
+from tests.helpers import ROOT, assert_one_line_failure, inv
 
 UNREACHABLE_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 
@@ -15,7 +16,7 @@ UNREACHABLE_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory):
     """A clean checkout: the working tree's tracked and unignored files, no .env."""
-    return make_checkout(tmp_path_factory.mktemp("checkout"))
+    return copy_tree(tmp_path_factory.mktemp("checkout"))
 
 
 @pytest.fixture(scope="module")

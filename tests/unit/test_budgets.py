@@ -2,6 +2,7 @@ import json
 
 from invoke import MockContext, Result
 
+from stackctl.compose import stack_target
 from stackctl import budgets, images, stack
 from tests.helpers import project_config
 
@@ -51,7 +52,7 @@ def test_built_images_one_service_per_image():
                            "backend": {"image": "todostack/backend:latest", "build": {}},
                            "frontend": {"build": {}}}}
     c = MockContext(config=project_config(), run=Result(stdout=json.dumps(config)), repeat=True)
-    assert images.built_images(c, prod=True) == {"backend": "todostack/backend:latest",
+    assert images.built_images(c, stack_target(c, prod=True)) == {"backend": "todostack/backend:latest",
                                                  "frontend": "todostack-prod-frontend"}
 
 

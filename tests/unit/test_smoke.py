@@ -10,7 +10,9 @@ import pytest
 from invoke import Context
 
 from stackctl import Problem, smoke
-from tests.helpers import free_port, project_config
+from stackctl.compose import stack_target
+from stackctl.copies import free_port
+from tests.helpers import project_config
 
 DEV_HTML = """<!doctype html>
 <html lang="en">
@@ -229,15 +231,15 @@ def test_base_url_must_be_an_origin():
 def test_defaults_come_from_the_effective_env(monkeypatch):
     c = Context(config=project_config())
     monkeypatch.setattr(smoke, "effective_env", lambda c: {})
-    assert smoke.default_base_url(c) == "http://127.0.0.1:3000"
-    assert smoke.default_base_url(c, prod=True) == "http://127.0.0.1:8080"
-    assert smoke.default_origin(c) == "http://localhost:3000"
-    assert smoke.default_origin(c, prod=True) == "http://localhost:8080"
+    assert smoke.default_base_url(c, stack_target(c)) == "http://127.0.0.1:3000"
+    assert smoke.default_base_url(c, stack_target(c, prod=True)) == "http://127.0.0.1:8080"
+    assert smoke.default_origin(c, stack_target(c)) == "http://localhost:3000"
+    assert smoke.default_origin(c, stack_target(c, prod=True)) == "http://localhost:8080"
     monkeypatch.setattr(smoke, "effective_env", lambda c: {
         "FRONTEND_PORT": "3100", "PROD_PORT": "9090", "CORS_ORIGINS": "https://app.example,http://x"})
-    assert smoke.default_base_url(c) == "http://127.0.0.1:3100"
-    assert smoke.default_base_url(c, prod=True) == "http://127.0.0.1:9090"
-    assert smoke.default_origin(c, prod=True) == "https://app.example"
+    assert smoke.default_base_url(c, stack_target(c)) == "http://127.0.0.1:3100"
+    assert smoke.default_base_url(c, stack_target(c, prod=True)) == "http://127.0.0.1:9090"
+    assert smoke.default_origin(c, stack_target(c, prod=True)) == "https://app.example"
 
 
 # --- the checks against the fake stack ----------------------------------------------------
@@ -393,6 +395,9 @@ def test_wait_ready_on_a_closed_port_names_the_reason():
         smoke.wait_ready(client, timeout=0.3, interval=0.1)
 
 
+DEV = stack_target(Context(config=project_config()))
+
+
 def context(monkeypatch):
     monkeypatch.setattr(smoke, "effective_env", lambda c: {"CORS_ORIGINS": ALLOWED})
     return Context(config=project_config())
@@ -400,7 +405,7 @@ def context(monkeypatch):
 
 def test_run_prints_a_line_per_check_and_the_summary(fake, monkeypatch):
     out = []
-    checks = smoke.run(context(monkeypatch), base_url=fake.url, timeout=5, out=out.append)
+    checks = smoke.run(context(monkeypatch), DEV, base_url=fake.url, timeout=5, out=out.append)
     assert all(check.ok for check in checks)
     assert out[0].startswith(f"smoke: {fake.url} ready after ")
     assert [line.split()[:2] for line in out[1:-1]] == [["ok", name] for name, _ in smoke.CHECKS]
@@ -411,14 +416,14 @@ def test_run_raises_naming_the_failed_checks(fake, monkeypatch):
     fake.broken[("GET", "/metrics")] = (404, {}, "")
     out = []
     with pytest.raises(Problem, match=f"smoke: metrics failed against {fake.url}; see the FAIL lines"):
-        smoke.run(context(monkeypatch), base_url=fake.url, timeout=5, out=out.append)
+        smoke.run(context(monkeypatch), DEV, base_url=fake.url, timeout=5, out=out.append)
     assert out[-2].startswith("FAIL  metrics")
     assert out[-1].startswith(f"smoke: {len(smoke.CHECKS) - 1} passed, 1 failed")
 
 
 def test_run_json_is_one_document(fake, monkeypatch):
     out = []
-    smoke.run(context(monkeypatch), base_url=fake.url, as_json=True, timeout=5, out=out.append)
+    smoke.run(context(monkeypatch), DEV, base_url=fake.url, as_json=True, timeout=5, out=out.append)
     [text] = out
     document = json.loads(text)
     assert document["base_url"] == fake.url and document["origin"] == ALLOWED and document["ready"] is True
@@ -431,7 +436,7 @@ def test_run_json_when_never_ready(monkeypatch):
     out = []
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(Problem, match="not ready"):
-        smoke.run(context(monkeypatch), base_url=url, as_json=True, timeout=0.3, out=out.append)
+        smoke.run(context(monkeypatch), DEV, base_url=url, as_json=True, timeout=0.3, out=out.append)
     document = json.loads(out[0])
     assert document["ready"] is False and document["checks"] == [] and document["summary"]["ok"] is False
     assert "connection refused" in document["error"]
