@@ -7,12 +7,12 @@ import json
 import socket
 import subprocess
 import time
-import uuid
 
 import pytest
 
+from stackctl.bench import reload
 from tests.helpers import assert_one_line_failure
-from tests.integration.stacks import StackCopy, http, wait_until
+from tests.integration.stacks import StackCopy, http
 
 @pytest.fixture(scope="module")
 def stack():
@@ -91,41 +91,32 @@ def test_frontend_suite_passes_in_the_frontend_container(stack):
     assert "Tests" in result.stdout and "failed" not in result.stdout.lower().replace("0 failed", "")
 
 
+# The reload latencies are the bench's measurement (stackctl.bench.reload): write, then poll
+# until the edit is served; the file is restored and the original served again afterwards.
+RELOAD_WAIT_S = 30
+
+
+def assert_reloads_without_restart(stack, measure, service, probe, via, figure):
+    started = stack.started_at(service)
+    measured = probe(stack.path, stack.url(via), RELOAD_WAIT_S)
+    assert measured.seconds is not None, f"{service} did not serve the edit within {RELOAD_WAIT_S} s"
+    measure(figure, measured.seconds, "s")
+    assert stack.started_at(service) == started
+    assert measured.restored, f"{service} still serves the edit after its restore"
+
+
 def test_backend_reloads_an_edited_route_without_restart(stack, measure):
-    source = stack.path / "backend/app/main.py"
-    original = source.read_text()
-    marker = f"reloaded-{uuid.uuid4().hex[:8]}"
-    edited = original.replace("AppInfo(name=settings.PROJECT_NAME,", f"AppInfo(name={marker!r},")
-    assert edited != original, "the root route changed shape; update this test"
-    started = stack.started_at("backend")
-    source.write_text(edited)
-    try:
-        latency = wait_until(lambda: api(stack, "GET", "/").json()["name"] == marker, timeout=30, interval=0.05)
-    finally:
-        source.write_text(original)
-    assert latency is not None, "the backend did not serve the edited route within 30 s"
-    measure("dev: backend reload (write -> new response)", latency, "s")
-    assert stack.started_at("backend") == started
-    assert wait_until(lambda: api(stack, "GET", "/").json()["name"] != marker, timeout=30) is not None
+    assert reload.BACKEND_ROUTE in (stack.path / reload.BACKEND_SOURCE).read_text(), \
+        "the root route changed shape; update this test"
+    assert_reloads_without_restart(stack, measure, "backend", reload.backend_reload, "BACKEND_PORT",
+                                   "dev: backend reload (write -> new response)")
 
 
 def test_vite_serves_an_edited_module_without_restart(stack, measure):
-    source = stack.path / "frontend/src/App.tsx"
-    original = source.read_text()
-    marker = f"Todos {uuid.uuid4().hex[:8]}"
-    edited = original.replace("<h1>Todos</h1>", f"<h1>{marker}</h1>")
-    assert edited != original, "the heading changed; update this test"
-    started = stack.started_at("frontend")
-    api(stack, "GET", "/src/App.tsx", via="FRONTEND_PORT")
-    source.write_text(edited)
-    try:
-        latency = wait_until(lambda: marker in api(stack, "GET", "/src/App.tsx", via="FRONTEND_PORT").text,
-                             timeout=30, interval=0.05)
-    finally:
-        source.write_text(original)
-    assert latency is not None, "Vite did not serve the edited module within 30 s"
-    measure("dev: Vite HMR (write -> updated module)", latency, "s")
-    assert stack.started_at("frontend") == started
+    assert reload.FRONTEND_HEADING in (stack.path / reload.FRONTEND_SOURCE).read_text(), \
+        "the heading changed; update this test"
+    assert_reloads_without_restart(stack, measure, "frontend", reload.vite_hmr, "FRONTEND_PORT",
+                                   "dev: Vite HMR (write -> updated module)")
 
 
 def test_exec_runs_with_the_stack_up(stack):
