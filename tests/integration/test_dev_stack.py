@@ -45,20 +45,25 @@ def test_migrate_applies_the_schema_once(stack):
     assert "Running upgrade" not in second.stdout + second.stderr
 
 
-def test_crud_through_the_api_and_the_frontend_proxy(stack):
+def test_smoke_passes_through_the_frontend_proxy(stack):
+    """The smoke suite through Vite's origin: page and assets, health, OpenAPI, a todo
+    round-trip (create, read, update, list, delete, then 404), CORS, metrics."""
+    stack.ok("smoke")
+
+
+def test_the_backend_port_trims_titles_and_lists_newest_first(stack):
+    """Beyond the smoke suite: the backend's own port, a trimmed title, a new todo not done and
+    the same through the frontend proxy, the list newest first; both deleted again."""
     created = api(stack, "POST", "/api/v1/todos", json={"title": "  buy milk  "})
     assert created.status_code == 201
     todo = created.json()
     assert todo["title"] == "buy milk" and todo["done"] is False
     assert api(stack, "GET", f"/api/v1/todos/{todo['id']}", via="FRONTEND_PORT").json() == todo
-    updated = api(stack, "PATCH", f"/api/v1/todos/{todo['id']}", via="FRONTEND_PORT", json={"done": True})
-    assert updated.status_code == 200 and updated.json()["done"] is True
     second = api(stack, "POST", "/api/v1/todos", via="FRONTEND_PORT", json={"title": "second"}).json()
     listing = api(stack, "GET", "/api/v1/todos").json()
     assert [item["id"] for item in listing["items"]][:2] == [second["id"], todo["id"]]
     for item in (todo, second):
         assert api(stack, "DELETE", f"/api/v1/todos/{item['id']}", via="FRONTEND_PORT").status_code == 204
-    assert api(stack, "GET", f"/api/v1/todos/{todo['id']}").status_code == 404
 
 
 @pytest.mark.parametrize("body, field", [
