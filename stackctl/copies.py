@@ -15,8 +15,8 @@ from invoke import Context
 
 from . import ROOT, Problem
 from .compose import docker_compose, stack_target
-from .envfile import set_values
 from .engine import inspect_image
+from .envfile import set_values
 from .images import built_images
 
 
@@ -57,7 +57,10 @@ class TreeCopy:
     engine never drive each other's stacks."""
 
     def __init__(self, c, name, env=True):
+        """With env, the copy gets the project's .env, on free ports and with an image tag of
+        its own; without, it has no .env (a clean checkout: `inv setup` makes one)."""
         self.name = f"{name}-{secrets.token_hex(3)}"
+        self.own_images = env
         (ROOT / ".cache").mkdir(exist_ok=True)
         self.path = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=ROOT / ".cache"))
         self.path.chmod(0o755)
@@ -107,13 +110,14 @@ class TreeCopy:
 
     def remove(self):
         """The stacks with their volumes, the images the copy built (and those they superseded),
-        the copy itself."""
+        the copy itself. Images only where the copy has a tag of its own: without one, its image
+        names are the user's."""
         tagged = []
         for prod in (False, True):
             target = self.target(prod)
             docker_compose(self.ctx, target, "down --volumes --remove-orphans --timeout 5", hide=True, warn=True)
             try:
-                tagged += list(built_images(self.ctx, target).values())
+                tagged += list(built_images(self.ctx, target).values()) if self.own_images else []
             except Problem:
                 pass
         for image in tagged:

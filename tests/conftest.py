@@ -11,9 +11,28 @@ import subprocess
 import pytest
 
 from tests.helpers import ROOT
+from tests.integration.stacks import running_stack
 
 _MEASURED = {}
 collect_ignore = ["smoke"]
+
+
+@pytest.fixture(scope="session")
+def prod_stack():
+    """The one production stack (built, up, migrated) that every test shares which only reads
+    it or adds rows: the prod stack checks, smoke, fuzz, load, the browser. Tests that break
+    or reset a stack (faults, the dev lifecycle, setup) make their own. A test that stops a
+    service starts it again (`inv up --prod`)."""
+    with running_stack("todostack-prod", prod=True) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def dev_stack():
+    """The one dev stack (up, migrated) shared likewise: the dev stack checks, reloads, smoke,
+    the browser. A test that edits a file of it restores the file."""
+    with running_stack("todostack-dev") as stack:
+        yield stack
 
 
 @pytest.fixture(scope="session")

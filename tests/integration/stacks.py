@@ -47,7 +47,7 @@ def running_stack(name, prod=False):
         if prod:
             built = stack.inv("build", "--prod")
             assert built.returncode == 0 or "build: budget breached by" in built.stderr, built.stdout + built.stderr
-        stack.ok("up", *flags)
+        stack.up_result = stack.ok("up", *flags)
         stack.ok("migrate", *flags)
         yield stack
     finally:
@@ -56,3 +56,8 @@ def running_stack(name, prod=False):
 
 def http(method, url, **kwargs):
     return requests.request(method, url, timeout=TIMEOUT, **kwargs)
+
+
+def api(stack, method, path, via="BACKEND_PORT", **kwargs):
+    """A request to one of the stack's published ports (default: the dev backend's)."""
+    return http(method, stack.url(via) + path, **kwargs)

@@ -1,48 +1,19 @@
-"""The dev stack end to end, as a developer drives it: `inv up` from nothing, migrations,
-CRUD, both test suites in their containers, hot reload, data lifetime, bad input.
-
-Runs from a copy of the working tree under a project name and ports of its own, so it
-never touches a developer's running stack; removes everything it made."""
-import json
+"""The dev stack as a developer uses it: smoke through Vite's proxy, the API's own port, bad
+input, both test suites in their containers, hot reload, exec and logs. On the session's
+shared dev stack (tests/conftest.py); what takes a stack down or resets it is in
+test_dev_lifecycle.py, on a stack of its own."""
 import socket
-import subprocess
-import time
 
 import pytest
 
 from stackctl.bench import reload
 from tests.helpers import assert_one_line_failure
-from tests.integration.stacks import StackCopy, http
+from tests.integration.stacks import api
+
 
 @pytest.fixture(scope="module")
-def stack():
-    stack = StackCopy("todostack-it")
-    stack.ok("reset", "--yes")
-    yield stack
-    stack.remove()
-
-
-def api(stack, method, path, via="BACKEND_PORT", **kwargs):
-    return http(method, stack.url(via) + path, **kwargs)
-
-
-def test_up_from_nothing_brings_every_service_up_healthy(stack, measure):
-    start = time.monotonic()
-    result = stack.ok("up")
-    measure("dev: inv up from nothing (incl. build)", time.monotonic() - start, "s")
-    assert "postgres, backend, frontend healthy" in result.stdout
-    assert stack.url("FRONTEND_PORT") in result.stdout and stack.url("BACKEND_PORT") in result.stdout
-    page = api(stack, "GET", "/", via="FRONTEND_PORT")
-    assert page.status_code == 200 and '<div id="root">' in page.text
-    health = api(stack, "GET", "/health").json()
-    assert health["status"] == "ok" and health["database"] == "connected"
-
-
-def test_migrate_applies_the_schema_once(stack):
-    first = stack.ok("migrate")
-    assert "Running upgrade  -> 0001" in first.stdout + first.stderr
-    second = stack.ok("migrate")
-    assert "Running upgrade" not in second.stdout + second.stderr
+def stack(dev_stack):
+    return dev_stack
 
 
 def test_smoke_passes_through_the_frontend_proxy(stack):
@@ -141,61 +112,3 @@ def test_up_refuses_a_busy_port_naming_who_holds_it(stack):
         result = stack.inv("up", env={"BACKEND_PORT": str(port)})
     assert_one_line_failure(result, f"port {port} (BACKEND_PORT) is in use by")
     assert "(pid " in result.stderr
-
-
-def test_data_survives_down_and_up(stack):
-    todo = api(stack, "POST", "/api/v1/todos", json={"title": "persist me"}).json()
-    stack.ok("down")
-    assert stack.ok("exec", "backend", "--", "python", "-c", "print(1)").stdout.strip() == "1"
-    assert_one_line_failure(stack.inv("migrate"), "the backend is not running: start the stack with `inv up`")
-    stack.ok("up")
-    assert api(stack, "GET", f"/api/v1/todos/{todo['id']}").json()["title"] == "persist me"
-
-
-def volume_names():
-    out = subprocess.run(["docker", "volume", "ls", "--format", "json"], capture_output=True, text=True,
-                         check=True).stdout
-    return {json.loads(line)["Name"] for line in out.splitlines() if line.strip()}
-
-
-def mounted_volumes(stack):
-    """Names of the volumes (named and anonymous) the stack's running containers mount."""
-    return {mount["Name"] for service in ("postgres", "backend", "frontend")
-            for mount in stack.inspect(service)["Mounts"] if mount["Type"] == "volume"}
-
-
-def test_down_up_cycles_leave_no_volume_but_the_data_volume(stack):
-    # Only the volumes this stack mounted are compared: other stacks may share the engine.
-    data = f"{stack.project}_postgres-data"
-    todo = api(stack, "POST", "/api/v1/todos", json={"title": "cycled"}).json()
-    mounted = mounted_volumes(stack)
-    assert data in mounted
-    for _ in range(3):
-        stack.ok("down")
-        assert mounted & volume_names() == {data}, "down kept a volume of the stack other than its data volume"
-        stack.ok("up")
-        mounted |= mounted_volumes(stack)
-    stack.ok("down")
-    assert mounted & volume_names() == {data}
-    stack.ok("up")
-    assert api(stack, "GET", f"/api/v1/todos/{todo['id']}").json()["title"] == "cycled"
-
-
-def test_missing_env_says_run_setup(stack):
-    env = stack.path / ".env"
-    env.rename(stack.path / ".env.saved")
-    try:
-        for task in ("up", "migrate", "logs"):
-            assert_one_line_failure(stack.inv(task), ".env not found: run `inv setup` to create it")
-    finally:
-        (stack.path / ".env.saved").rename(env)
-
-
-def test_reset_removes_the_data(stack):
-    stack.ok("reset", "--yes")
-    volumes = subprocess.run(["docker", "volume", "ls", "--format", "{{json .}}"],
-                             capture_output=True, text=True, check=True).stdout
-    assert f"{stack.project}_postgres-data" not in [json.loads(line)["Name"] for line in volumes.splitlines()]
-    stack.ok("up")
-    stack.ok("migrate")
-    assert api(stack, "GET", "/api/v1/todos").json()["total"] == 0

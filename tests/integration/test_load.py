@@ -10,7 +10,7 @@ import pytest
 
 from stackctl.bench import wrk
 from stackctl.envfile import read_env
-from tests.integration.stacks import http, running_stack
+from tests.integration.stacks import http
 
 CLIENTS = 50
 SECONDS = 20
@@ -34,9 +34,8 @@ end
 
 
 @pytest.fixture(scope="module")
-def stack():
-    with running_stack("todostack-load", prod=True) as stack:
-        yield stack
+def stack(prod_stack):
+    return prod_stack
 
 
 def psql(stack, query):

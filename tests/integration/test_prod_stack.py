@@ -6,17 +6,15 @@ import subprocess
 import pytest
 
 from tests.helpers import assert_one_line_failure
-from tests.integration.stacks import StackCopy, http
+from tests.integration.stacks import http
 
 APP_SERVICES = ("backend", "frontend")
 
 
 @pytest.fixture(scope="module")
-def stack():
-    stack = StackCopy("todostack-prod-it")
-    stack.ok("reset", "--prod", "--yes")
-    yield stack
-    stack.remove()
+def stack(prod_stack):
+    """The shared prod stack: built (`inv build --prod`), up (`inv up --prod`) and migrated."""
+    return prod_stack
 
 
 def docker(*args):
@@ -46,7 +44,7 @@ def test_budgets_bite(stack):
 
 
 def test_up_prod_starts_healthy_after_one_migration(stack):
-    result = stack.ok("up", "--prod")
+    result = stack.up_result
     assert "healthy after" in result.stdout and stack.url("PROD_PORT") in result.stdout
     migrate, backend = stack.inspect("migrate", prod=True), stack.inspect("backend", prod=True)
     assert migrate["State"]["ExitCode"] == 0

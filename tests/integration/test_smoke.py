@@ -1,7 +1,6 @@
-"""`inv smoke` against real stacks: a dev stack and a production stack, each in a copy of
-the working tree with its own project names and ports (one stack up at a time: pytest
-tears the dev one down before it starts the prod one). Also a stack that is not up, and
-/metrics through the production frontend: internal networks only."""
+"""`inv smoke` against real stacks: the session's shared dev and production stacks (each a
+copy of the working tree with its own project names and ports; tests/conftest.py). Also a
+stack that is not up, and /metrics through the production frontend: internal networks only."""
 
 import json
 import subprocess
@@ -13,7 +12,7 @@ import pytest
 from stackctl.envfile import read_env
 from stackctl.smoke import first_origin
 from tests.helpers import assert_one_line_failure
-from tests.integration.stacks import StackCopy, running_stack
+from tests.integration.stacks import StackCopy
 from tests.smoke import CHECKS as NAMES
 
 PORT = {"dev": "FRONTEND_PORT", "prod": "PROD_PORT"}
@@ -27,8 +26,7 @@ def flags(mode):
 def stack(request):
     """A running stack: ("dev" | "prod", StackCopy). Parametrized indirectly by the tests."""
     mode = request.param
-    with running_stack("todostack-smoke-dev" if mode == "dev" else "todostack-smoke", prod=mode == "prod") as copy:
-        yield mode, copy
+    return mode, request.getfixturevalue(f"{mode}_stack")
 
 
 BOTH = pytest.mark.parametrize("stack", ["dev", "prod"], indirect=True)
