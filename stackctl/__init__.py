@@ -1,6 +1,25 @@
-"""Logic behind the Invoke tasks in tasks.py: compose command assembly, engine and
-environment checks, base images. Functions take the Invoke context so tests can
-drive them with a MockContext."""
+"""Logic behind the Invoke tasks in tasks.py, one module per concern. Functions take the
+Invoke context, so tests drive them with a MockContext; a task chooses its stack target once
+(`compose.stack_target`) and passes it down.
+
+    compose     the stack target and the one place `docker compose` command lines are made
+    stack       a target's services, containers, health (`up --wait`), published URLs, `down`
+    copies      an isolated copy of the working tree, for the bench and the tests
+    wait        the one polling loop, for what Compose cannot wait for
+    engine      is there an engine and Compose v2; `docker image inspect`
+    provision   `setup --engine` / `--test-tools`: engine, Compose plugin (digest-checked), tools
+    envfile     reading and writing .env files (atomically, the previous one kept)
+    secrets     .env's secrets, never replaced while a database volume uses them
+    confirm     asking before a task destroys data
+    bases       local base images from Debian packages, when no registry answers
+    images      the images a target builds, building them one by one, measuring them
+    budgets     judging figures against budgets, their tables and JSON reports
+    doctor      `inv doctor`'s checks; ports: who holds a host port
+    lint        `inv lint`: every linter, one function each
+    scan        `inv scan`: what the production images must not contain
+    smoke       `inv smoke`: readiness, then the tests/smoke suite against a base URL
+    bench/      `inv bench`: builds, start-up, reloads and load, measured in a copy
+"""
 from pathlib import Path
 
 from invoke.exceptions import Exit

@@ -1,6 +1,5 @@
 """Base images: which ones the stack uses, and building local stand-ins from Debian packages."""
 import hashlib
-import json
 import re
 import shlex
 import shutil
@@ -9,7 +8,8 @@ from pathlib import Path
 from invoke.exceptions import CommandTimedOut
 
 from . import ROOT, Problem
-from .compose import docker_compose
+from .compose import Target, docker_compose
+from .engine import image_size_mb, inspect_image
 from .envfile import read_env, set_values
 
 APT_SOURCES = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
@@ -57,23 +57,6 @@ def host_mirrors(c):
     return main, security
 
 
-def image_exists(c, image):
-    return c.run(f"docker image inspect {shlex.quote(image)}", hide=True, warn=True).ok
-
-
-def image_labels(c, image):
-    result = c.run(f"docker image inspect {shlex.quote(image)}", hide=True, warn=True)
-    if not result.ok:
-        return None
-    return json.loads(result.stdout)[0]["Config"].get("Labels") or {}
-
-
-def image_size_mb(c, image):
-    result = c.run(f"docker image inspect -f '{{{{.Size}}}}' {shlex.quote(image)}",
-                   hide=True, warn=True)
-    return int(result.stdout) / 1e6 if result.ok else None
-
-
 def rootfs_key(suite, mirror, security):
     """Cache key of the root filesystem: it changes when its recipe or sources change."""
     recipe = (BASES_DIR / "build-rootfs.sh").read_bytes()
@@ -85,7 +68,8 @@ def ensure_rootfs_image(c):
     bases = c.config.bases
     mirror, security = host_mirrors(c)
     key = rootfs_key(bases.debian_suite, mirror, security)
-    if (image_labels(c, bases.rootfs_image) or {}).get("org.localbase.rootfs") == key:
+    labels = ((inspect_image(c, bases.rootfs_image) or {}).get("Config") or {}).get("Labels") or {}
+    if labels.get("org.localbase.rootfs") == key:
         return "cached"
     tarball = ROOT / bases.cache_dir / f"rootfs-{bases.debian_suite}-{key}.tar"
     if not tarball.is_file():
@@ -138,9 +122,9 @@ def build(c, selected):
     bases = c.config.bases
     env = {f"{name.upper()}_LOCAL_IMAGE": bases.images[name]["local"] for name in selected}
     env.update(ROOTFS_IMAGE=bases.rootfs_image, DEBIAN_IMAGE=bases.debian_image, **node_pins(c))
+    target = Target(name="bases", project=bases.project_name, files=(ROOT / bases.compose_file,))
     for services in (["debian"], selected):
-        result = docker_compose(c, "--progress plain build " + " ".join(services),
-                                files=[bases.compose_file], project=bases.project_name,
+        result = docker_compose(c, target, "--progress plain build " + " ".join(services),
                                 env=env, warn=True, hide=True)
         if not result.ok:
             output = result.stdout + result.stderr
@@ -190,7 +174,7 @@ def ensure_for_stack(c, env_path):
     images = c.config.bases.images
     to_build = []
     for name, (variable, image) in configured_images(c, env_path).items():
-        if image_exists(c, image):
+        if inspect_image(c, image):
             continue
         if image == images[name]["local"] or not try_pull(c, image):
             to_build.append(name)

@@ -1,34 +1,52 @@
-"""The one place that assembles `docker compose` command lines."""
+"""The one place that assembles `docker compose` command lines, for a stack target: which
+Compose project, files, directory and env file a command acts on, and what it publishes."""
 import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import ROOT
 
 
-def project_name(c, prod=False):
-    """Dev and prod stacks are separate Compose projects: they never share containers."""
-    return c.config.stack.prod_project_name if prod else c.config.stack.project_name
+@dataclass(frozen=True)
+class Target:
+    """One stack as Compose sees it. Tasks choose it once (`stack_target(c, prod)`) and pass it down."""
+
+    name: str
+    project: str
+    files: tuple[Path, ...]
+    env_file: Path | None = None
+    # Published host ports: the .env variable and its default.
+    ports: dict = field(default_factory=dict)
+    # Which of them is the stack's public origin (the frontend).
+    public_port: str | None = None
+
+    @property
+    def directory(self):
+        """Relative paths in compose files resolve against the first file's directory."""
+        return self.files[0].parent
+
+    def port(self, variable, env):
+        """A published port as Compose will publish it: its value in `env`, else its default."""
+        return int(env.get(variable) or self.ports[variable])
+
+    def args(self):
+        """The `docker compose` prefix: project name, directory, files, env file (when it exists)."""
+        args = ["docker", "compose", "--project-name", self.project, "--project-directory", str(self.directory)]
+        for compose_file in self.files:
+            args += ["-f", str(compose_file)]
+        if self.env_file is not None and self.env_file.is_file():
+            args += ["--env-file", str(self.env_file)]
+        return args
 
 
-def compose_args(c, *, prod=False, files=None, project=None):
-    """The `docker compose` prefix for this project: project name, directory, files, env file.
-
-    `files` and `project` replace the configured ones (used for the base-image build).
-    """
-    stack = c.config.stack
-    if files is None:
-        files = stack.prod_compose_files if prod else stack.compose_files
-    # Relative paths in compose files resolve against the first file's directory.
-    args = ["docker", "compose", "--project-name", project or project_name(c, prod),
-            "--project-directory", str((ROOT / files[0]).parent)]
-    for compose_file in files:
-        args += ["-f", str(ROOT / compose_file)]
-    env_file = ROOT / stack.env_file
-    if env_file.is_file():
-        args += ["--env-file", str(env_file)]
-    return args
+def stack_target(c, prod=False):
+    """The dev or the prod stack, as invoke.yaml's `stack.targets` describes it."""
+    name = "prod" if prod else "dev"
+    spec = c.config.stack.targets[name]
+    return Target(name=name, project=spec.project_name, files=tuple(ROOT / f for f in spec.compose_files),
+                  env_file=ROOT / c.config.stack.env_file, ports=dict(spec.ports), public_port=spec.public_port)
 
 
-def docker_compose(c, command, *, prod=False, files=None, project=None, **run_kwargs):
-    """Run `docker compose <command>` for this project; extra kwargs go to `c.run`."""
-    prefix = shlex.join(compose_args(c, prod=prod, files=files, project=project))
-    return c.run(f"{prefix} {command}", **run_kwargs)
+def docker_compose(c, target, command, **run_kwargs):
+    """Run `docker compose <command>` for a target; extra kwargs go to `c.run`."""
+    return c.run(f"{shlex.join(target.args())} {command}", **run_kwargs)

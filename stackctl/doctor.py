@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from . import ROOT, Problem, bases, ports
-from .compose import project_name
-from .engine import compose_version, server_version
+from .compose import stack_target
+from .engine import compose_version, inspect_image, server_version
 from .envfile import missing_keys, read_env
 from .stack import effective_env
 
@@ -64,17 +64,18 @@ def check_database_host(env, env_name):
     return []
 
 
-def check_ports(c, engine_up, prod=False):
-    stack = c.config.stack
+def check_ports(c, engine_up, target=None):
+    """Each port the target (default: the dev stack) publishes: free, or already its own."""
+    target = target or stack_target(c)
     env = effective_env(c)
     findings = []
-    for variable, default in (stack.prod_ports if prod else stack.ports).items():
+    for variable, default in target.ports.items():
         port = int(env.get(variable) or default)
         if ports.is_free(port):
             findings.append(Finding("port", True, f"{port} ({variable}) free"))
             continue
         ours = [name for name, project in (ports.containers_publishing(c, port) if engine_up else [])
-                if project == project_name(c, prod)]
+                if project == target.project]
         if ours:
             findings.append(Finding("port", True, f"{port} ({variable}) used by this stack ({ours[0]})"))
             continue
@@ -87,7 +88,7 @@ def check_ports(c, engine_up, prod=False):
 def check_base_images(c):
     findings = []
     for variable, image in bases.configured_images(c, ROOT / c.config.stack.env_file).values():
-        if bases.image_exists(c, image):
+        if inspect_image(c, image):
             findings.append(Finding("image", True, f"{image} ({variable}) present"))
         else:
             findings.append(Finding("image", False, f"base image {image} ({variable}) missing: run "

@@ -1,6 +1,7 @@
-"""Is there a Docker engine we can talk to, and a Compose v2 CLI?"""
+"""Is there a Docker engine we can talk to, and a Compose v2 CLI? And what it holds of an image."""
 import json
 import os
+import shlex
 import shutil
 
 from . import Problem
@@ -60,3 +61,14 @@ def compose_version(c):
 def require_engine(c):
     """Both engine and Compose, for tasks that need them; returns their versions."""
     return server_version(c), compose_version(c)
+
+
+def inspect_image(c, image):
+    """`docker image inspect` of one image (name or ID) as a dict; None when there is no such image."""
+    result = c.run(f"docker image inspect {shlex.quote(image)}", hide=True, warn=True)
+    return json.loads(result.stdout)[0] if result.ok else None
+
+
+def image_size_mb(c, image):
+    info = inspect_image(c, image)
+    return info["Size"] / 1e6 if info else None

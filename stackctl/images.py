@@ -3,32 +3,32 @@ import json
 import time
 
 from . import Problem
-from .bases import image_size_mb
 from .budgets import ImageMeasure
-from .compose import docker_compose, project_name
+from .compose import docker_compose
+from .engine import image_size_mb
 from .stack import effective_env
 
 
-def built_images(c, prod=False):
+def built_images(c, target):
     """{service: image} for the services the compose file builds, one service per image
     (in prod, migrate runs the backend's image)."""
-    result = docker_compose(c, "config --format json", prod=prod, hide=True, warn=True)
+    result = docker_compose(c, target, "config --format json", hide=True, warn=True)
     if not result.ok:
         raise Problem((result.stderr.strip().splitlines() or ["docker compose config failed"])[-1])
     images = {}
     for name, spec in sorted(json.loads(result.stdout)["services"].items()):
-        image = spec.get("image") or f"{project_name(c, prod)}-{name}"
+        image = spec.get("image") or f"{target.project}-{name}"
         if "build" in spec and image not in images.values():
             images[name] = image
     return images
 
 
-def build_one(c, service, prod=False, no_cache=False):
+def build_one(c, target, service, no_cache=False):
     """Build one service's image; returns seconds taken. On failure the build output
     stays on screen and the Problem names the service."""
     start = time.monotonic()
-    result = docker_compose(c, f"--progress plain build {'--no-cache ' if no_cache else ''}{service}",
-                            prod=prod, warn=True)
+    result = docker_compose(c, target, f"--progress plain build {'--no-cache ' if no_cache else ''}{service}",
+                            warn=True)
     if not result.ok:
         raise Problem(f"building {service} failed: see its build output above")
     return time.monotonic() - start

@@ -4,7 +4,7 @@ import os
 import shlex
 
 from . import ROOT
-from .compose import docker_compose
+from .compose import docker_compose, stack_target
 
 SKIP_DIRS = {".git", ".cache", "node_modules", ".venv", "dist"}
 YAML_FILES = ["docker-compose.yml", "docker-compose.prod.yml", "bases/compose.yaml", "invoke.yaml",
@@ -28,9 +28,9 @@ def run_linters(c):
     checks = [("hadolint", lambda: c.run(hadolint, warn=True)),
               ("yamllint", lambda: c.run(shlex.join(["yamllint", "--strict", "-c", str(ROOT / ".yamllint.yaml"),
                                                      *YAML_FILES]), warn=True))]
-    for prod in (False, True):
-        label = "compose config " + ("(prod)" if prod else "(dev)")
-        checks.append((label, lambda prod=prod: docker_compose(c, "config --quiet", prod=prod, warn=True)))
+    for target in (stack_target(c), stack_target(c, prod=True)):
+        checks.append((f"compose config ({target.name})",
+                       lambda target=target: docker_compose(c, target, "config --quiet", warn=True)))
     with c.cd(shlex.quote(str(ROOT))):
         for name, check in checks:
             result = check()

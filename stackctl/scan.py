@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from . import Problem
+from .engine import inspect_image
 
 # Files larger than this are checked by name only (a key or a .env file is small).
 MAX_CONTENT_BYTES = 50 * 1024 * 1024
@@ -177,10 +178,10 @@ def scan_saved(image, archive, secrets):
 
 def image_config(c, image):
     """The image's config (`docker image inspect` .Config); Problem when it is not there."""
-    result = c.run(f"docker image inspect {shlex.quote(image)}", hide=True, warn=True)
-    if not result.ok:
+    info = inspect_image(c, image)
+    if info is None:
         raise Problem(f"image {image} not found: run `inv build --prod`")
-    return json.loads(result.stdout)[0]["Config"] or {}
+    return info["Config"] or {}
 
 
 def save_image(c, image, archive):

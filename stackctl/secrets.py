@@ -3,15 +3,15 @@ initialised with them exists, so that `inv setup` cannot lock anyone out of thei
 import json
 
 from . import ROOT, Problem
+from .compose import stack_target
 from .envfile import backup_path, create_or_complete
 
 
 def data_volumes(c):
     """Names of the named volumes of the dev and prod stacks, or None when the engine does not
     answer (then nobody can tell)."""
-    config = c.config.stack
     found = []
-    for project in (config.project_name, config.prod_project_name):
+    for project in (stack_target(c).project, stack_target(c, prod=True).project):
         result = c.run("docker volume ls --format '{{json .}}' --filter label=com.docker.compose.volume "
                        f"--filter label=com.docker.compose.project={project}", hide=True, warn=True)
         if not result.ok:

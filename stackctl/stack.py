@@ -1,7 +1,6 @@
 """Running the stack: its services, their health, and the checks before `up`."""
 import json
 import os
-import time
 
 from . import ROOT, Problem
 from .compose import docker_compose
@@ -24,27 +23,27 @@ def _compose_error(result):
     return lines[-1] if lines else "docker compose failed"
 
 
-def service_names(c, prod=False):
+def service_names(c, target):
     """The services the compose file defines (Compose's own parse, so config errors surface here)."""
-    result = docker_compose(c, "config --services", prod=prod, hide=True, warn=True)
+    result = docker_compose(c, target, "config --services", hide=True, warn=True)
     if not result.ok:
         raise Problem(_compose_error(result))
     return result.stdout.split()
 
 
-def check_services(c, requested, prod=False):
+def check_services(c, target, requested):
     """The requested services (all when none are), refusing names the compose file lacks."""
-    known = service_names(c, prod)
+    known = service_names(c, target)
     unknown = [name for name in requested if name not in known]
     if unknown:
         raise Problem(f"unknown service {', '.join(unknown)}: choose from {', '.join(known)}")
     return list(requested) or known
 
 
-def containers(c, prod=False):
+def containers(c, target):
     """`docker compose ps --all --format json`, as a list of dicts (Compose prints either
     one JSON document per line or one array, depending on its version)."""
-    result = docker_compose(c, "ps --all --format json", prod=prod, hide=True, warn=True)
+    result = docker_compose(c, target, "ps --all --format json", hide=True, warn=True)
     if not result.ok:
         raise Problem(_compose_error(result))
     text = result.stdout.strip()
@@ -53,8 +52,8 @@ def containers(c, prod=False):
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def running(c, service, prod=False):
-    return any(ct["Service"] == service and ct["State"] == "running" for ct in containers(c, prod))
+def running(c, target, service):
+    return any(ct["Service"] == service and ct["State"] == "running" for ct in containers(c, target))
 
 
 def status(container):
@@ -70,34 +69,27 @@ def status(container):
 DONE = ("healthy", "running", "completed")
 
 
-def wait_healthy(c, services, timeout, prod=False, interval=1.0):
-    """Wait until every service's container is healthy (running, without a health check;
-    exited 0, for a one-shot job).
-
-    Returns the seconds it took. On timeout, or when a container stopped, prints the last
-    log lines of each service that is not healthy and raises a Problem naming them.
-    """
-    start = time.monotonic()
-    while True:
-        states = {ct["Service"]: status(ct) for ct in containers(c, prod) if ct["Service"] in services}
-        pending = {s: states.get(s, "missing") for s in services if states.get(s) not in DONE}
-        if not pending:
-            return time.monotonic() - start
-        stopped = [s for s, state in pending.items() if state.startswith(("exited", "dead", "missing"))]
-        if stopped or time.monotonic() - start > timeout:
-            for service in pending:
-                print(f"--- last log lines of {service} ---")
-                docker_compose(c, f"logs --no-color --tail 25 {service}", prod=prod, warn=True)
-            summary = ", ".join(f"{s} ({state})" for s, state in pending.items())
-            raise Problem(f"not healthy after {time.monotonic() - start:.0f} s: {summary}; "
-                          "see the log lines above (`inv logs -s SERVICE` for more)")
-        time.sleep(interval)
+def up(c, target, services, build=False, timeout=180):
+    """`docker compose up --wait`: start the services and wait until each is healthy (running,
+    without a health check; exited 0, for a one-shot job such as migrate). On failure, prints
+    the last log lines of every service that is not, and raises a Problem naming them."""
+    command = f"up --detach --wait --wait-timeout {int(timeout)} {'--build ' if build else ''}{' '.join(services)}"
+    if docker_compose(c, target, command, warn=True).ok:
+        return
+    states = {ct["Service"]: status(ct) for ct in containers(c, target) if ct["Service"] in services}
+    pending = {s: states.get(s, "missing") for s in services if states.get(s) not in DONE}
+    for service in pending:
+        print(f"--- last log lines of {service} ---")
+        docker_compose(c, target, f"logs --no-color --tail 25 {service}", warn=True)
+    summary = ", ".join(f"{s} ({state})" for s, state in pending.items()) or "see the output above"
+    raise Problem(f"not healthy within {int(timeout)} s: {summary}; see the log lines above "
+                  "(`inv logs -s SERVICE` for more)")
 
 
-def published_urls(c, prod=False):
+def published_urls(c, target):
     """{service: 'host:port'} for each published port of the running containers."""
     urls = {}
-    for ct in containers(c, prod):
+    for ct in containers(c, target):
         for publisher in ct.get("Publishers") or []:
             if publisher.get("PublishedPort"):
                 urls.setdefault(ct["Service"], f"{publisher['URL']}:{publisher['PublishedPort']}")
@@ -113,11 +105,11 @@ def published_urls(c, prod=False):
 DOWN_COMMANDS = ("rm --stop --force --volumes", "down --remove-orphans")
 
 
-def down(c, prod=False):
+def down(c, target):
     """Stop and remove the stack's containers, their anonymous volumes and the networks;
     named volumes (the database) are kept."""
     for command in DOWN_COMMANDS:
-        result = docker_compose(c, command, prod=prod, warn=True)
+        result = docker_compose(c, target, command, warn=True)
         if not result.ok:
             raise Problem(f"docker compose {command.split()[0]} failed (exit {result.exited}); "
                           "see its output above")

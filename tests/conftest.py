@@ -1,14 +1,38 @@
 """Session-wide: measurements that tests record (latencies, sizes) are printed after the
 run and written to reports/measurements.json; and the leak check: whatever image,
-container, volume or network a test created and did not remove fails the run."""
+container, volume or network a test created and did not remove fails the run.
+
+tests/smoke is not collected from here: it checks a running stack, and `inv smoke` runs it
+(the stack tests through `inv smoke` on theirs). That run alone has no leak check: it only
+reads a stack and adds and deletes its own rows, while other tests change the engine."""
 import json
 import subprocess
 
 import pytest
 
 from tests.helpers import ROOT
+from tests.integration.stacks import running_stack
 
 _MEASURED = {}
+collect_ignore = ["smoke"]
+
+
+@pytest.fixture(scope="session")
+def prod_stack():
+    """The one production stack (built, up, migrated) that every test shares which only reads
+    it or adds rows: the prod stack checks, smoke, fuzz, load, the browser. Tests that break
+    or reset a stack (faults, the dev lifecycle, setup) make their own. A test that stops a
+    service starts it again (`inv up --prod`)."""
+    with running_stack("todostack-prod", prod=True) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def dev_stack():
+    """The one dev stack (up, migrated) shared likewise: the dev stack checks, reloads, smoke,
+    the browser. A test that edits a file of it restores the file."""
+    with running_stack("todostack-dev") as stack:
+        yield stack
 
 
 @pytest.fixture(scope="session")
@@ -57,8 +81,15 @@ def engine_objects(timeout=30):
     return objects
 
 
+def _smoke_only(config):
+    smoke = ROOT / "tests" / "smoke"
+    return all((config.invocation_params.dir / arg.split("::")[0]).resolve().is_relative_to(smoke)
+               for arg in config.args)
+
+
 def pytest_sessionstart(session):
-    _LEAKS["before"] = engine_objects()
+    if not _smoke_only(session.config):
+        _LEAKS["before"] = engine_objects()
 
 
 @pytest.hookimpl(trylast=True)  # after the session fixtures' teardown

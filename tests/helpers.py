@@ -1,8 +1,6 @@
 """Test helpers: the project's Invoke configuration and running `inv` as a user would."""
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -38,20 +36,3 @@ def readme_block(label):
     match = re.search(rf"<!-- {label} -->\s*```sh\n(.+?)\n```", (ROOT / "README.md").read_text(), re.S)
     assert match, f"README has no {label} block"
     return match.group(1).strip()
-
-
-def make_checkout(target):
-    """Copy the working tree's tracked and unignored files (a clean checkout, no .env) to target."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, files):
-        if (ROOT / name).is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, target / name)
-    return target
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

@@ -1,8 +1,7 @@
 """Browser end-to-end tests: Playwright for Python driving Debian's chromium (no browser
-download) against a dev and a production stack, each in a copy of the working tree with
-its own project names and ports. One stack is up at a time: pytest tears the dev stack
-down before it starts the prod one. A failed test leaves a screenshot and the page's
-console log under reports/e2e/."""
+download) against the session's shared dev and production stacks (tests/conftest.py), each
+a copy of the working tree with its own project names and ports. A failed test leaves a
+screenshot and the page's console log under reports/e2e/."""
 import re
 import time
 from pathlib import Path
@@ -12,7 +11,6 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from tests.helpers import ROOT
-from tests.integration.stacks import running_stack
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -40,8 +38,8 @@ def app(request):
     """A running, migrated stack: .mode ("dev" or "prod") and .url, the frontend's origin
     (dev: Vite's port; prod: nginx's)."""
     mode = request.param
-    with running_stack("todostack-e2e-dev" if mode == "dev" else "todostack-e2e", prod=mode == "prod") as copy:
-        yield SimpleNamespace(mode=mode, url=copy.url(PORT[mode]))
+    stack = request.getfixturevalue(f"{mode}_stack")
+    return SimpleNamespace(mode=mode, url=stack.url(PORT[mode]))
 
 
 @pytest.fixture(scope="session")

@@ -95,7 +95,7 @@ def rootfs_tarball(suite):
 
 
 def make_repository(target):
-    """Make target (a copy of the working tree, see make_checkout) a git repository with
+    """Make target (a copy of the working tree, stackctl.copies.copy_tree) a git repository with
     all of it committed, to clone as a user clones the project: HEAD is the working tree."""
     git = ["git", "-c", "user.name=pristine", "-c", "user.email=pristine@localhost", "-C", str(target)]
     subprocess.run([*git, "init", "--quiet"], check=True)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, inv, make_checkout
+from stackctl.copies import copy_tree
+from tests.helpers import ROOT, inv
 
 SECTIONS = {
     "build": ["cold_build_backend_s", "cold_build_frontend_s", "cold_build_total_s"],
@@ -35,7 +36,7 @@ SECTIONS = {
 def bench_run():
     assert (ROOT / ".env").is_file(), "no .env: run `inv setup` first"
     (ROOT / ".cache").mkdir(exist_ok=True)
-    checkout = make_checkout(Path(tempfile.mkdtemp(prefix="bench-it-", dir=ROOT / ".cache")))
+    checkout = copy_tree(Path(tempfile.mkdtemp(prefix="bench-it-", dir=ROOT / ".cache")))
     checkout.chmod(0o755)
     shutil.copy(ROOT / ".env", checkout / ".env")
     try:

@@ -1,64 +1,40 @@
-"""The dev stack end to end, as a developer drives it: `inv up` from nothing, migrations,
-CRUD, both test suites in their containers, hot reload, data lifetime, bad input.
-
-Runs from a copy of the working tree under a project name and ports of its own, so it
-never touches a developer's running stack; removes everything it made."""
-import json
+"""The dev stack as a developer uses it: smoke through Vite's proxy, the API's own port, bad
+input, both test suites in their containers, hot reload, exec and logs. On the session's
+shared dev stack (tests/conftest.py); what takes a stack down or resets it is in
+test_dev_lifecycle.py, on a stack of its own."""
 import socket
-import subprocess
-import time
-import uuid
 
 import pytest
 
+from stackctl.bench import reload
 from tests.helpers import assert_one_line_failure
-from tests.integration.stacks import StackCopy, http, wait_until
+from tests.integration.stacks import api
+
 
 @pytest.fixture(scope="module")
-def stack():
-    stack = StackCopy("todostack-it")
-    stack.ok("reset", "--yes")
-    yield stack
-    stack.teardown()
+def stack(dev_stack):
+    return dev_stack
 
 
-def api(stack, method, path, via="BACKEND_PORT", **kwargs):
-    return http(method, stack.url(via) + path, **kwargs)
+def test_smoke_passes_through_the_frontend_proxy(stack):
+    """The smoke suite through Vite's origin: page and assets, health, OpenAPI, a todo
+    round-trip (create, read, update, list, delete, then 404), CORS, metrics."""
+    stack.ok("smoke")
 
 
-def test_up_from_nothing_brings_every_service_up_healthy(stack, measure):
-    start = time.monotonic()
-    result = stack.ok("up")
-    measure("dev: inv up from nothing (incl. build)", time.monotonic() - start, "s")
-    assert "postgres, backend, frontend healthy" in result.stdout
-    assert stack.url("FRONTEND_PORT") in result.stdout and stack.url("BACKEND_PORT") in result.stdout
-    page = api(stack, "GET", "/", via="FRONTEND_PORT")
-    assert page.status_code == 200 and '<div id="root">' in page.text
-    health = api(stack, "GET", "/health").json()
-    assert health["status"] == "ok" and health["database"] == "connected"
-
-
-def test_migrate_applies_the_schema_once(stack):
-    first = stack.ok("migrate")
-    assert "Running upgrade  -> 0001" in first.stdout + first.stderr
-    second = stack.ok("migrate")
-    assert "Running upgrade" not in second.stdout + second.stderr
-
-
-def test_crud_through_the_api_and_the_frontend_proxy(stack):
+def test_the_backend_port_trims_titles_and_lists_newest_first(stack):
+    """Beyond the smoke suite: the backend's own port, a trimmed title, a new todo not done and
+    the same through the frontend proxy, the list newest first; both deleted again."""
     created = api(stack, "POST", "/api/v1/todos", json={"title": "  buy milk  "})
     assert created.status_code == 201
     todo = created.json()
     assert todo["title"] == "buy milk" and todo["done"] is False
     assert api(stack, "GET", f"/api/v1/todos/{todo['id']}", via="FRONTEND_PORT").json() == todo
-    updated = api(stack, "PATCH", f"/api/v1/todos/{todo['id']}", via="FRONTEND_PORT", json={"done": True})
-    assert updated.status_code == 200 and updated.json()["done"] is True
     second = api(stack, "POST", "/api/v1/todos", via="FRONTEND_PORT", json={"title": "second"}).json()
     listing = api(stack, "GET", "/api/v1/todos").json()
     assert [item["id"] for item in listing["items"]][:2] == [second["id"], todo["id"]]
     for item in (todo, second):
         assert api(stack, "DELETE", f"/api/v1/todos/{item['id']}", via="FRONTEND_PORT").status_code == 204
-    assert api(stack, "GET", f"/api/v1/todos/{todo['id']}").status_code == 404
 
 
 @pytest.mark.parametrize("body, field", [
@@ -91,41 +67,32 @@ def test_frontend_suite_passes_in_the_frontend_container(stack):
     assert "Tests" in result.stdout and "failed" not in result.stdout.lower().replace("0 failed", "")
 
 
+# The reload latencies are the bench's measurement (stackctl.bench.reload): write, then poll
+# until the edit is served; the file is restored and the original served again afterwards.
+RELOAD_WAIT_S = 30
+
+
+def assert_reloads_without_restart(stack, measure, service, probe, via, figure):
+    started = stack.started_at(service)
+    measured = probe(stack.path, stack.url(via), RELOAD_WAIT_S)
+    assert measured.seconds is not None, f"{service} did not serve the edit within {RELOAD_WAIT_S} s"
+    measure(figure, measured.seconds, "s")
+    assert stack.started_at(service) == started
+    assert measured.restored, f"{service} still serves the edit after its restore"
+
+
 def test_backend_reloads_an_edited_route_without_restart(stack, measure):
-    source = stack.path / "backend/app/main.py"
-    original = source.read_text()
-    marker = f"reloaded-{uuid.uuid4().hex[:8]}"
-    edited = original.replace("AppInfo(name=settings.PROJECT_NAME,", f"AppInfo(name={marker!r},")
-    assert edited != original, "the root route changed shape; update this test"
-    started = stack.started_at("backend")
-    source.write_text(edited)
-    try:
-        latency = wait_until(lambda: api(stack, "GET", "/").json()["name"] == marker, timeout=30, interval=0.05)
-    finally:
-        source.write_text(original)
-    assert latency is not None, "the backend did not serve the edited route within 30 s"
-    measure("dev: backend reload (write -> new response)", latency, "s")
-    assert stack.started_at("backend") == started
-    assert wait_until(lambda: api(stack, "GET", "/").json()["name"] != marker, timeout=30) is not None
+    assert reload.BACKEND_ROUTE in (stack.path / reload.BACKEND_SOURCE).read_text(), \
+        "the root route changed shape; update this test"
+    assert_reloads_without_restart(stack, measure, "backend", reload.backend_reload, "BACKEND_PORT",
+                                   "dev: backend reload (write -> new response)")
 
 
 def test_vite_serves_an_edited_module_without_restart(stack, measure):
-    source = stack.path / "frontend/src/App.tsx"
-    original = source.read_text()
-    marker = f"Todos {uuid.uuid4().hex[:8]}"
-    edited = original.replace("<h1>Todos</h1>", f"<h1>{marker}</h1>")
-    assert edited != original, "the heading changed; update this test"
-    started = stack.started_at("frontend")
-    api(stack, "GET", "/src/App.tsx", via="FRONTEND_PORT")
-    source.write_text(edited)
-    try:
-        latency = wait_until(lambda: marker in api(stack, "GET", "/src/App.tsx", via="FRONTEND_PORT").text,
-                             timeout=30, interval=0.05)
-    finally:
-        source.write_text(original)
-    assert latency is not None, "Vite did not serve the edited module within 30 s"
-    measure("dev: Vite HMR (write -> updated module)", latency, "s")
-    assert stack.started_at("frontend") == started
+    assert reload.FRONTEND_HEADING in (stack.path / reload.FRONTEND_SOURCE).read_text(), \
+        "the heading changed; update this test"
+    assert_reloads_without_restart(stack, measure, "frontend", reload.vite_hmr, "FRONTEND_PORT",
+                                   "dev: Vite HMR (write -> updated module)")
 
 
 def test_exec_runs_with_the_stack_up(stack):
@@ -145,61 +112,3 @@ def test_up_refuses_a_busy_port_naming_who_holds_it(stack):
         result = stack.inv("up", env={"BACKEND_PORT": str(port)})
     assert_one_line_failure(result, f"port {port} (BACKEND_PORT) is in use by")
     assert "(pid " in result.stderr
-
-
-def test_data_survives_down_and_up(stack):
-    todo = api(stack, "POST", "/api/v1/todos", json={"title": "persist me"}).json()
-    stack.ok("down")
-    assert stack.ok("exec", "backend", "--", "python", "-c", "print(1)").stdout.strip() == "1"
-    assert_one_line_failure(stack.inv("migrate"), "the backend is not running: start the stack with `inv up`")
-    stack.ok("up")
-    assert api(stack, "GET", f"/api/v1/todos/{todo['id']}").json()["title"] == "persist me"
-
-
-def volume_names():
-    out = subprocess.run(["docker", "volume", "ls", "--format", "json"], capture_output=True, text=True,
-                         check=True).stdout
-    return {json.loads(line)["Name"] for line in out.splitlines() if line.strip()}
-
-
-def mounted_volumes(stack):
-    """Names of the volumes (named and anonymous) the stack's running containers mount."""
-    return {mount["Name"] for service in ("postgres", "backend", "frontend")
-            for mount in stack.inspect(service)["Mounts"] if mount["Type"] == "volume"}
-
-
-def test_down_up_cycles_leave_no_volume_but_the_data_volume(stack):
-    # Only the volumes this stack mounted are compared: other stacks may share the engine.
-    data = f"{stack.project}_postgres-data"
-    todo = api(stack, "POST", "/api/v1/todos", json={"title": "cycled"}).json()
-    mounted = mounted_volumes(stack)
-    assert data in mounted
-    for _ in range(3):
-        stack.ok("down")
-        assert mounted & volume_names() == {data}, "down kept a volume of the stack other than its data volume"
-        stack.ok("up")
-        mounted |= mounted_volumes(stack)
-    stack.ok("down")
-    assert mounted & volume_names() == {data}
-    stack.ok("up")
-    assert api(stack, "GET", f"/api/v1/todos/{todo['id']}").json()["title"] == "cycled"
-
-
-def test_missing_env_says_run_setup(stack):
-    env = stack.path / ".env"
-    env.rename(stack.path / ".env.saved")
-    try:
-        for task in ("up", "migrate", "logs"):
-            assert_one_line_failure(stack.inv(task), ".env not found: run `inv setup` to create it")
-    finally:
-        (stack.path / ".env.saved").rename(env)
-
-
-def test_reset_removes_the_data(stack):
-    stack.ok("reset", "--yes")
-    volumes = subprocess.run(["docker", "volume", "ls", "--format", "{{json .}}"],
-                             capture_output=True, text=True, check=True).stdout
-    assert f"{stack.project}_postgres-data" not in [json.loads(line)["Name"] for line in volumes.splitlines()]
-    stack.ok("up")
-    stack.ok("migrate")
-    assert api(stack, "GET", "/api/v1/todos").json()["total"] == 0

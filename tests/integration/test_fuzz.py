@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from tests.integration.stacks import http, running_stack
+from tests.integration.stacks import http
 
 SEED = 20261122  # fixed: a failure reproduces with the same requests
 EXAMPLES_PER_OPERATION = 60  # per generation mode (valid, invalid)
@@ -25,9 +25,8 @@ MAX_BODY = 1024 * 1024  # MAX_BODY_SIZE of the backend, client_max_body_size of 
 
 
 @pytest.fixture(scope="module")
-def stack():
-    with running_stack("todostack-fuzz", prod=True) as stack:
-        yield stack
+def stack(prod_stack):
+    return prod_stack
 
 
 def api(stack, method, path, **kwargs):

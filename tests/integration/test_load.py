@@ -2,71 +2,40 @@
 for 20 seconds, reading the list and creating todos, get nothing but 2xx answers; every
 todo they created is in the database; afterwards the database connections go back to
 what the backend's pools keep (WEB_CONCURRENCY workers x DB_POOL_SIZE each)."""
-import json
 import shutil
 import subprocess
-import threading
 import time
 
 import pytest
 
+from stackctl.bench import wrk
 from stackctl.envfile import read_env
-from tests.integration.stacks import http, running_stack
+from tests.integration.stacks import http
 
 CLIENTS = 50
 SECONDS = 20
 POST_EVERY = 5  # one request in five creates a todo; the others read the first page
 WAIT_FOR_POOL_S = 30  # bounded wait for overflow connections to be closed
 
-# wrk drives the load. Each thread counts the statuses it got; done() merges them and
-# prints one JSON line with the totals, the errors and the latency percentiles.
-MIX_SCRIPT = """
+# The harness (stackctl.bench.wrk, as the bench uses it) drives the load with this request
+# mix, and counts the statuses; its done() hook prints the result.
+MIX = f"local post_every = {POST_EVERY}\n" + """
 local counter = 0
-local threads = {}
-statuses = {}
-
-function setup(thread)
-  table.insert(threads, thread)
-end
 
 function request()
   counter = counter + 1
-  if counter %% %(post_every)d == 0 then
+  if counter % post_every == 0 then
     return wrk.format("POST", "/api/v1/todos", {["Content-Type"] = "application/json"},
                       '{"title": "load ' .. counter .. '"}')
   end
   return wrk.format("GET", "/api/v1/todos")
 end
-
-function response(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
-end
-
-function done(summary, latency, requests)
-  local merged = {}
-  for _, thread in ipairs(threads) do
-    for status, n in pairs(thread:get("statuses")) do
-      merged[tostring(status)] = (merged[tostring(status)] or 0) + n
-    end
-  end
-  local parts = {}
-  for status, n in pairs(merged) do
-    table.insert(parts, string.format('"%%s": %%d', status, n))
-  end
-  local e = summary.errors
-  io.write(string.format('WRK_RESULT {"requests": %%d, "duration_us": %%d, "statuses": {%%s}, ' ..
-    '"errors": {"connect": %%d, "read": %%d, "write": %%d, "status": %%d, "timeout": %%d}, ' ..
-    '"p50_us": %%d, "p99_us": %%d, "max_us": %%d}\\n',
-    summary.requests, summary.duration, table.concat(parts, ", "), e.connect, e.read, e.write, e.status,
-    e.timeout, latency:percentile(50), latency:percentile(99), latency.max))
-end
-"""
+""" + wrk.COUNT_STATUSES
 
 
 @pytest.fixture(scope="module")
-def stack():
-    with running_stack("todostack-load", prod=True) as stack:
-        yield stack
+def stack(prod_stack):
+    return prod_stack
 
 
 def psql(stack, query):
@@ -92,25 +61,11 @@ def backend_setting(stack, name, default):
     return int(env.get(name) or default)
 
 
-def sample_connections(stack, stop, peaks):
-    """Until `stop` is set (and for at most the load's length plus a margin), the highest count."""
-    deadline = time.monotonic() + SECONDS + 30
-    while not stop.is_set() and time.monotonic() < deadline:
-        peaks.append(client_connections(stack))
-        stop.wait(1)
-
-
-def run_wrk(stack, tmp_path):
-    wrk = shutil.which("wrk")
-    assert wrk, "wrk not found: `inv setup --test-tools` installs it"
-    script = tmp_path / "mix.lua"
-    script.write_text(MIX_SCRIPT % {"post_every": POST_EVERY})
-    result = subprocess.run([wrk, "--threads", "2", "--connections", str(CLIENTS), "--duration", f"{SECONDS}s",
-                             "--timeout", "10s", "--script", str(script), stack.url("PROD_PORT") + "/"],
-                            capture_output=True, text=True, timeout=SECONDS + 60)
-    assert result.returncode == 0, result.stdout + result.stderr
-    [line] = [line for line in result.stdout.splitlines() if line.startswith("WRK_RESULT ")]
-    return json.loads(line.split(" ", 1)[1]), result.stdout
+def run_wrk(stack, peaks):
+    """The load, sampling the database connections (into `peaks`) about every second meanwhile."""
+    assert shutil.which("wrk"), "wrk not found: `inv setup --test-tools` installs it"
+    return wrk.run(stack.url("PROD_PORT") + "/", MIX, seconds=SECONDS, connections=CLIENTS, threads=2,
+                   timeout_s=10, sample=lambda: peaks.append(client_connections(stack)), sample_every=1)
 
 
 def test_fifty_clients_for_twenty_seconds_get_only_2xx_and_the_pool_shrinks_back(stack, measure, tmp_path):
@@ -121,26 +76,20 @@ def test_fifty_clients_for_twenty_seconds_get_only_2xx_and_the_pool_shrinks_back
     todos_before = psql(stack, "SELECT count(*) FROM todos")
     connections_before = client_connections(stack)
 
-    stop, peaks = threading.Event(), []
-    sampler = threading.Thread(target=sample_connections, args=(stack, stop, peaks), daemon=True)
-    sampler.start()
-    try:
-        result, output = run_wrk(stack, tmp_path)
-    finally:
-        stop.set()
-        sampler.join(timeout=40)
+    peaks = []
+    measured = run_wrk(stack, peaks)
+    result = measured.result
 
-    statuses = {int(code): count for code, count in result["statuses"].items()}
-    seconds = result["duration_us"] / 1e6
-    measure("load: requests/s (50 clients, GET+POST)", result["requests"] / seconds, "req/s")
-    measure("load: latency p50", result["p50_us"] / 1000, "ms")
-    measure("load: latency p99", result["p99_us"] / 1000, "ms")
+    statuses = result["statuses"]
+    measure("load: requests/s (50 clients, GET+POST)", result["rps"], "req/s")
+    measure("load: latency p50", result["p50_ms"], "ms")
+    measure("load: latency p99", result["p99_ms"], "ms")
     measure("load: DB connections before", connections_before, "connections")
     measure("load: DB connections peak", max(peaks, default=0), "connections")
-    print(output)
+    print(measured.output)
     assert result["requests"] > 0 and sum(statuses.values()) == result["requests"], result
     assert not [code for code in statuses if not 200 <= code < 300], f"non-2xx answers: {statuses}"
-    assert result["errors"] == {"connect": 0, "read": 0, "write": 0, "status": 0, "timeout": 0}, result["errors"]
+    assert result["error_kinds"] == {"connect": 0, "read": 0, "write": 0, "status": 0, "timeout": 0}, result
     assert statuses.get(200) and statuses.get(201), f"the mix did not happen: {statuses}"
     # Every 201 is a stored todo; requests still in flight when wrk stopped may add a few more.
     stored = psql(stack, "SELECT count(*) FROM todos") - todos_before

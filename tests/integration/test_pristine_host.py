@@ -8,7 +8,8 @@ changes), `inv doctor`; provisioning as a non-root user and with PyPI unreachabl
 one line. Full logs of every step: reports/pristine/SUITE/."""
 import pytest
 
-from tests.helpers import assert_one_line_failure, make_checkout, readme_block
+from stackctl.copies import copy_tree
+from tests.helpers import assert_one_line_failure, readme_block
 from tests.integration.pristine import SOURCE, PristineHost, make_repository
 
 SUITES = ["bookworm", "trixie"]
@@ -69,7 +70,7 @@ STATE = ("sha256sum .env; "
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory):
     """The working tree (tracked and unignored files) committed to a repository of its own."""
-    return make_repository(make_checkout(tmp_path_factory.mktemp("pristine-repo")))
+    return make_repository(copy_tree(tmp_path_factory.mktemp("pristine-repo")))
 
 
 @pytest.fixture(scope="module", params=SUITES)

@@ -7,20 +7,27 @@ import sys
 import pytest
 
 from stackctl.envfile import assigned_keys, read_env, set_values
-from tests.helpers import ROOT, assert_one_line_failure, free_port, inv, make_checkout
+from invoke import Context
+
+from stackctl.copies import TreeCopy, free_port
+from tests.helpers import ROOT, assert_one_line_failure, project_config
 
 UNREACHABLE_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 
 
 @pytest.fixture(scope="module")
-def checkout(tmp_path_factory):
-    """A clean checkout: the working tree's tracked and unignored files, no .env."""
-    return make_checkout(tmp_path_factory.mktemp("checkout"))
+def checkout():
+    """A clean checkout (the working tree's tracked and unignored files, no .env) with
+    Compose project names of its own: a developer's stack on this engine does not matter.
+    Its `inv()` runs the tasks there."""
+    copy = TreeCopy(Context(project_config()), "todostack-setup", env=False)
+    yield copy
+    copy.remove()
 
 
 @pytest.fixture(scope="module")
 def set_up(checkout):
-    result = inv("setup", cwd=checkout)
+    result = checkout.inv("setup")
     assert result.returncode == 0, result.stdout + result.stderr
     return checkout, result
 
@@ -29,22 +36,22 @@ def set_up(checkout):
 def free_ports(set_up):
     """Point the checkout's ports at free ones, so other stacks on this machine don't matter."""
     checkout, _ = set_up
-    set_values(checkout / ".env", {"FRONTEND_PORT": free_port(), "BACKEND_PORT": free_port(),
+    set_values(checkout.path / ".env", {"FRONTEND_PORT": free_port(), "BACKEND_PORT": free_port(),
                                    "POSTGRES_PORT": free_port()})
     return checkout
 
 
 def test_doctor_without_env_says_run_setup(checkout):
-    assert not (checkout / ".env").exists()
-    result = inv("doctor", cwd=checkout)
+    assert not (checkout.path / ".env").exists()
+    result = checkout.inv("doctor")
     assert result.returncode == 1
     assert "FAIL  env      .env not found: run `inv setup`" in result.stdout
 
 
 def test_setup_creates_a_complete_env_with_secrets(set_up):
     checkout, result = set_up
-    env = read_env(checkout / ".env")
-    assert set(assigned_keys((checkout / ".env.example").read_text())) <= set(env)
+    env = read_env(checkout.path / ".env")
+    assert set(assigned_keys((checkout.path / ".env.example").read_text())) <= set(env)
     assert len(env["POSTGRES_PASSWORD"]) >= 32
     assert "setup: created .env" in result.stdout
     for variable in ("PYTHON_IMAGE", "NODE_IMAGE", "POSTGRES_IMAGE", "NGINX_IMAGE"):
@@ -54,15 +61,15 @@ def test_setup_creates_a_complete_env_with_secrets(set_up):
 
 def test_setup_again_changes_nothing(set_up):
     checkout, _ = set_up
-    before = (checkout / ".env").read_bytes()
-    result = inv("setup", cwd=checkout)
+    before = (checkout.path / ".env").read_bytes()
+    result = checkout.inv("setup")
     assert result.returncode == 0, result.stderr
     assert "left as it is" in result.stdout
-    assert (checkout / ".env").read_bytes() == before
+    assert (checkout.path / ".env").read_bytes() == before
 
 
 def test_doctor_passes_after_setup(free_ports):
-    result = inv("doctor", cwd=free_ports)
+    result = free_ports.inv("doctor")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "FAIL" not in result.stdout
     assert "doctor: all checks passed" in result.stdout
@@ -73,8 +80,8 @@ def test_doctor_names_the_process_holding_a_busy_port(free_ports):
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        set_values(free_ports / ".env", {"FRONTEND_PORT": port})
-        result = inv("doctor", cwd=free_ports)
+        set_values(free_ports.path / ".env", {"FRONTEND_PORT": port})
+        result = free_ports.inv("doctor")
     assert result.returncode == 1
     assert f"port {port} (FRONTEND_PORT) is in use by" in result.stdout
     assert f"(pid {os.getpid()}): stop it or set FRONTEND_PORT to a free port in .env" in result.stdout
@@ -82,11 +89,11 @@ def test_doctor_names_the_process_holding_a_busy_port(free_ports):
 
 
 def test_doctor_reports_a_missing_env_key(free_ports):
-    env = free_ports / ".env"
+    env = free_ports.path / ".env"
     original = env.read_text()
     env.write_text("".join(line for line in original.splitlines(True) if not line.startswith("WEB_CONCURRENCY=")))
     try:
-        result = inv("doctor", cwd=free_ports)
+        result = free_ports.inv("doctor")
     finally:
         env.write_text(original)
     assert result.returncode == 1
@@ -94,38 +101,37 @@ def test_doctor_reports_a_missing_env_key(free_ports):
 
 
 def test_doctor_flags_db_host_localhost(free_ports):
-    set_values(free_ports / ".env", {"DB_HOST": "localhost"})
+    set_values(free_ports.path / ".env", {"DB_HOST": "localhost"})
     try:
-        result = inv("doctor", cwd=free_ports)
+        result = free_ports.inv("doctor")
     finally:
-        set_values(free_ports / ".env", {"DB_HOST": "postgres"})
+        set_values(free_ports.path / ".env", {"DB_HOST": "postgres"})
     assert result.returncode == 1
     assert "DB_HOST in .env points at localhost" in result.stdout
 
 
 def test_doctor_with_the_daemon_down(free_ports):
-    result = inv("doctor", cwd=free_ports, env=UNREACHABLE_ENGINE)
+    result = free_ports.inv("doctor", env=UNREACHABLE_ENGINE)
     assert result.returncode == 1
     assert "FAIL  engine   Docker daemon is not running: start it" in result.stdout
 
 
 def test_setup_with_the_daemon_down_fails_in_one_line(set_up):
     checkout, _ = set_up
-    result = inv("setup", cwd=checkout, env=UNREACHABLE_ENGINE)
+    result = checkout.inv("setup", env=UNREACHABLE_ENGINE)
     assert_one_line_failure(result, "Docker daemon is not running: start it")
 
 
 def test_unknown_base_name(checkout):
-    assert_one_line_failure(inv("bases", "--base", "nosuch", cwd=checkout),
+    assert_one_line_failure(checkout.inv("bases", "--base", "nosuch"),
                             "unknown base nosuch: choose from python, node, postgres, nginx")
 
 
 def test_unreachable_mirror_fails_cleanly_and_leaves_nothing(checkout):
-    result = inv("bases", "--base", "python", cwd=checkout,
-                 env={"INVOKE_BASES_DEBIAN_MIRROR": "http://127.0.0.1:9/debian"})
+    result = checkout.inv("bases", "--base", "python", env={"INVOKE_BASES_DEBIAN_MIRROR": "http://127.0.0.1:9/debian"})
     assert_one_line_failure(result, "debootstrap of 'trixie' from http://127.0.0.1:9/debian failed")
     assert "check that the mirror is reachable" in result.stderr
-    assert not list((checkout / ".cache").glob("bases/rootfs-*.tar"))
+    assert not list((checkout.path / ".cache").glob("bases/rootfs-*.tar"))
 
 
 def test_engine_provisioning_refuses_without_root():
@@ -139,7 +145,7 @@ def test_engine_provisioning_refuses_without_root():
 
 def test_engine_provisioning_leaves_a_working_engine_alone(set_up):
     checkout, _ = set_up
-    result = inv("setup", "--engine", cwd=checkout)
+    result = checkout.inv("setup", "--engine")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "provision: the Docker engine answers: left as it is" in result.stdout
     assert "provision: Compose v2 is installed: left as it is" in result.stdout

@@ -1,7 +1,7 @@
-"""`inv smoke` against real stacks: a dev stack and a production stack, each in a copy of
-the working tree with its own project names and ports (one stack up at a time: pytest
-tears the dev one down before it starts the prod one). Also a stack that is not up, and
-/metrics through the production frontend: internal networks only."""
+"""`inv smoke` against real stacks: the session's shared dev and production stacks (each a
+copy of the working tree with its own project names and ports; tests/conftest.py). Also a
+stack that is not up, and /metrics through the production frontend: internal networks only."""
+
 import json
 import subprocess
 import sys
@@ -10,11 +10,11 @@ import time
 import pytest
 
 from stackctl.envfile import read_env
-from stackctl.smoke import CHECKS, first_origin
+from stackctl.smoke import first_origin
 from tests.helpers import assert_one_line_failure
-from tests.integration.stacks import StackCopy, running_stack
+from tests.integration.stacks import StackCopy
+from tests.smoke import CHECKS as NAMES
 
-NAMES = [name for name, _ in CHECKS]
 PORT = {"dev": "FRONTEND_PORT", "prod": "PROD_PORT"}
 
 
@@ -26,8 +26,7 @@ def flags(mode):
 def stack(request):
     """A running stack: ("dev" | "prod", StackCopy). Parametrized indirectly by the tests."""
     mode = request.param
-    with running_stack("todostack-smoke-dev" if mode == "dev" else "todostack-smoke", prod=mode == "prod") as copy:
-        yield mode, copy
+    return mode, request.getfixturevalue(f"{mode}_stack")
 
 
 BOTH = pytest.mark.parametrize("stack", ["dev", "prod"], indirect=True)
@@ -72,8 +71,10 @@ def in_frontend_network(copy, *command):
     return subprocess.run(["nsenter", "-t", str(pid), "-n", *command], capture_output=True, text=True, timeout=30)
 
 
-FETCH = ("import http.client, sys; c = http.client.HTTPConnection('127.0.0.1', 8080, timeout=5, "
-         "source_address=(sys.argv[1], 0)); c.request('GET', sys.argv[2]); print(c.getresponse().status)")
+FETCH = (
+    "import http.client, sys; c = http.client.HTTPConnection('127.0.0.1', 8080, timeout=5, "
+    "source_address=(sys.argv[1], 0)); c.request('GET', sys.argv[2]); print(c.getresponse().status)"
+)
 
 
 @PROD
@@ -89,8 +90,10 @@ def test_metrics_through_the_prod_frontend_only_for_internal_networks(stack):
                 result = in_frontend_network(copy, "ip", "address", "add", f"{address}/32", "dev", "lo")
                 assert result.returncode == 0, result.stderr
                 added.append(address)
-        got = {address: in_frontend_network(copy, sys.executable, "-c", FETCH, address, "/metrics").stdout.strip()
-               for address in sources}
+        got = {
+            address: in_frontend_network(copy, sys.executable, "-c", FETCH, address, "/metrics").stdout.strip()
+            for address in sources
+        }
         health = in_frontend_network(copy, sys.executable, "-c", FETCH, "198.18.0.1", "/health").stdout.strip()
     finally:
         for address in added:

@@ -76,7 +76,7 @@ def test_setup_builds_only_what_cannot_be_pulled(monkeypatch, tmp_path):
     env.write_text("PYTHON_IMAGE=python:3.13-slim\nNODE_IMAGE=node:22-slim\n")
     present = {"node:22-slim", "postgres:17"}
     built = []
-    monkeypatch.setattr(bases, "image_exists", lambda c, image: image in present)
+    monkeypatch.setattr(bases, "inspect_image", lambda c, image: {"Id": image} if image in present else None)
     monkeypatch.setattr(bases, "try_pull", lambda c, image, timeout=120: image.startswith("nginxinc/"))
     monkeypatch.setattr(bases, "provide", lambda c, names: built.extend(names))
     overrides = bases.ensure_for_stack(MockContext(config=project_config()), env)
@@ -111,7 +111,7 @@ def test_a_refused_download_fails_the_build_with_the_mismatch_line(monkeypatch):
     results = iter([Result(), Result(stderr=BUILD_OUTPUT, exited=1)])
     calls = []
 
-    def compose(c, command, **kwargs):
+    def compose(c, target, command, **kwargs):
         calls.append((command, kwargs["env"]))
         return next(results)
 

@@ -6,6 +6,7 @@ from invoke import MockContext
 
 import tasks
 from stackctl import Problem
+from stackctl.compose import stack_target
 from stackctl.confirm import confirm
 from tests.helpers import project_config
 
@@ -22,7 +23,7 @@ class Stdin(io.StringIO):
 @pytest.fixture
 def no_stack_checks(monkeypatch):
     """The tasks' own checks (.env, engine) pass; any command they run raises (MockContext)."""
-    monkeypatch.setattr(tasks, "_ready", lambda c: None)
+    monkeypatch.setattr(tasks, "_ready", lambda c, prod=False: stack_target(c, prod))
 
 
 @pytest.mark.parametrize("task, consequence", [

@@ -6,7 +6,7 @@ from invoke import MockContext, Result
 
 import tasks
 from stackctl import Problem, stack
-from stackctl.compose import compose_args
+from stackctl.compose import stack_target
 from tests.helpers import project_config
 
 
@@ -23,8 +23,9 @@ def commands(c):
 @pytest.mark.parametrize("prod", [False, True])
 def test_down_removes_containers_with_their_anonymous_volumes_then_the_rest(tmp_path, prod):
     c = context(tmp_path)
-    stack.down(c, prod=prod)
-    prefix = shlex.join(compose_args(c, prod=prod))
+    target = stack_target(c, prod)
+    stack.down(c, target)
+    prefix = shlex.join(target.args())
     assert commands(c) == [f"{prefix} rm --stop --force --volumes", f"{prefix} down --remove-orphans"]
 
 
@@ -32,7 +33,7 @@ def test_down_never_removes_named_volumes(tmp_path):
     # `rm --volumes` removes only the anonymous volumes of the containers it removes;
     # `down --volumes` (or -v) would remove the named ones too: the database.
     c = context(tmp_path)
-    stack.down(c)
+    stack.down(c, stack_target(c))
     down = shlex.split(commands(c)[-1])
     assert down[down.index("down"):] == ["down", "--remove-orphans"]
 
@@ -40,13 +41,14 @@ def test_down_never_removes_named_volumes(tmp_path):
 def test_a_failing_step_stops_down_with_one_line(tmp_path):
     c = context(tmp_path, Result(exited=1))
     with pytest.raises(Problem, match=r"^docker compose rm failed \(exit 1\); see its output above$"):
-        stack.down(c)
+        stack.down(c, stack_target(c))
     assert len(commands(c)) == 1
 
 
 def test_the_down_task_runs_stack_down(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(tasks, "_ready", lambda c: None)
-    monkeypatch.setattr(stack, "down", lambda c, prod=False: calls.append(prod))
-    tasks.down(MockContext(config=project_config()), prod=True)
-    assert calls == [True]
+    c = MockContext(config=project_config())
+    monkeypatch.setattr(tasks, "_ready", lambda c, prod=False: stack_target(c, prod))
+    monkeypatch.setattr(stack, "down", lambda c, target: calls.append(target.name))
+    tasks.down(c, prod=True)
+    assert calls == ["prod"]
