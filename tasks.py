@@ -263,11 +263,11 @@ def sizes(c, prod=False):
     print(budgets.table(measures))
 
 
-@task
-def lint(c):
-    """Lint Dockerfiles (hadolint), compose files (compose config) and YAML (yamllint)."""
+@task(help={"fix_types": f"Regenerate {lint_checks.API_TYPES} from the backend's OpenAPI document"})
+def lint(c, fix_types=False):
+    """Lint everything: Dockerfiles, shell, Python, YAML, compose files, the frontend, its API types."""
     _ready(c)
-    failed = lint_checks.run_linters(c)
+    failed = lint_checks.run_linters(c, lint_checks.Options(fix_types=fix_types))
     if failed:
         raise Problem(f"lint: {', '.join(failed)} failed; see above")
     print("lint: all clean")

@@ -173,7 +173,7 @@ def ensure_for_stack(c, env_path):
     """
     images = c.config.bases.images
     to_build = []
-    for name, (variable, image) in configured_images(c, env_path).items():
+    for name, (_variable, image) in configured_images(c, env_path).items():
         if inspect_image(c, image):
             continue
         if image == images[name]["local"] or not try_pull(c, image):

@@ -163,7 +163,7 @@ def scan_saved(image, archive, secrets):
         if len(steps) != len(manifest["Layers"]):
             steps = [None] * len(manifest["Layers"])
         scanned = set()
-        for number, (path, step) in enumerate(zip(manifest["Layers"], steps), start=1):
+        for number, (path, step) in enumerate(zip(manifest["Layers"], steps, strict=True), start=1):
             member = saved.getmember(path)
             while member.issym():  # a layer already saved under another id is a symlink to it
                 member = saved.getmember(posixpath.normpath(

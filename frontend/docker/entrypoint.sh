@@ -38,7 +38,9 @@ export BACKEND_URL RESOLVER
 mkdir -p "$RUNTIME_DIR/conf.d" "$RUNTIME_DIR/client_temp" "$RUNTIME_DIR/proxy_temp" \
          "$RUNTIME_DIR/fastcgi_temp" "$RUNTIME_DIR/uwsgi_temp" "$RUNTIME_DIR/scgi_temp"
 
-# envsubst: both nginx bases ship it (gettext-base).
+# envsubst: both nginx bases ship it (gettext-base). Its argument lists the variables to
+# replace, literally: no expansion wanted, hence the single quotes.
+# shellcheck disable=SC2016
 envsubst '${BACKEND_URL} ${RESOLVER}' < "$TEMPLATE" > "$RUNTIME_DIR/conf.d/default.conf"
 
 echo "entrypoint: proxying API to $BACKEND_URL (resolver $RESOLVER)" >&2

@@ -1,11 +1,11 @@
 import { describe, expect, it, vi } from 'vitest';
-import { ApiError, createApiClient, toFieldErrors } from './api';
+import { ApiError, createApiClient, toFieldErrors, type FetchLike } from './api';
 
 const json = (status: number, body: unknown, statusText = '') =>
   new Response(JSON.stringify(body), { status, statusText, headers: { 'Content-Type': 'application/json' } });
 
 function clientReturning(response: Response | (() => Promise<Response>)) {
-  const fetch = vi.fn(typeof response === 'function' ? response : async () => response);
+  const fetch = vi.fn(typeof response === 'function' ? response : () => Promise.resolve(response));
   return { client: createApiClient({ fetch }), fetch };
 }
 
@@ -87,12 +87,12 @@ describe('api client errors', () => {
 describe('api client requests', () => {
   it('prefixes the base URL and sends JSON', async () => {
     const todo = { id: 3, title: 'x', done: true, created_at: 'a', updated_at: 'b' };
-    const fetch = vi.fn(async (_url: string, _init?: RequestInit) => json(200, todo));
+    const fetch = vi.fn<FetchLike>(() => Promise.resolve(json(200, todo)));
     const client = createApiClient({ baseUrl: 'http://api.example/', fetch });
 
     await expect(client.updateTodo(3, { done: true })).resolves.toEqual(todo);
 
-    const [url, init = {}] = fetch.mock.calls[0]!;
+    const [url, init = {}] = fetch.mock.calls[0];
     expect(url).toBe('http://api.example/api/v1/todos/3');
     expect(init.method).toBe('PATCH');
     expect(init.body).toBe('{"done":true}');
@@ -100,7 +100,7 @@ describe('api client requests', () => {
   });
 
   it('lists with limit and offset on the same origin by default', async () => {
-    const fetch = vi.fn(async (_url: string, _init?: RequestInit) => json(200, { items: [], total: 0, limit: 5, offset: 10 }));
+    const fetch = vi.fn<FetchLike>(() => Promise.resolve(json(200, { items: [], total: 0, limit: 5, offset: 10 })));
     const client = createApiClient({ fetch });
     await client.listTodos(5, 10);
     expect(fetch.mock.calls[0]?.[0]).toBe('/api/v1/todos?limit=5&offset=10');

@@ -3,40 +3,25 @@
 // The base URL comes from VITE_API_BASE_URL at build time; the default ''
 // means "same origin", which is how both the Vite dev server (proxy) and the
 // nginx production image (reverse proxy) serve the API.
+//
+// The types are the backend's own, from its OpenAPI document: api-schema.d.ts is
+// generated from it (openapi-typescript), and `inv lint` fails when it no longer matches.
 
-export interface Todo {
-  id: number;
-  title: string;
-  done: boolean;
-  created_at: string;
-  updated_at: string;
-}
+import type { components } from './api-schema';
 
-export interface TodoPage {
-  items: Todo[];
-  total: number;
-  limit: number;
-  offset: number;
-}
+type Schemas = components['schemas'];
 
-export interface Health {
-  status: string;
-  database: string;
-  db_latency_ms?: number | null;
-  version?: string;
-}
+export type Todo = Schemas['TodoRead'];
+export type TodoPage = Schemas['TodoList'];
+export type Health = Schemas['HealthStatus'];
+/** A POST body: the title only (a new todo is not done). */
+type TodoCreate = Pick<Schemas['TodoCreate'], 'title'>;
 
-export interface TodoUpdate {
-  title?: string;
-  done?: boolean;
-}
+/** A PATCH body: a field left out stays as it is; the backend refuses an explicit null. */
+export type TodoUpdate = { [K in keyof Schemas['TodoUpdate']]?: NonNullable<Schemas['TodoUpdate'][K]> };
 
-/** One entry of FastAPI's 422 `detail` array. */
-export interface ValidationIssue {
-  loc: Array<string | number>;
-  msg: string;
-  type?: string;
-}
+/** One entry of FastAPI's 422 `detail` array: the fields the client reads. */
+export type ValidationIssue = Pick<Schemas['ValidationError'], 'loc' | 'msg'>;
 
 export interface FieldError {
   /** Dotted location without the leading "body"/"query"/"path", e.g. "title". */
@@ -171,7 +156,8 @@ export function createApiClient(options: ApiClientOptions = {}) {
     },
 
     createTodo(title: string): Promise<Todo> {
-      return request<Todo>('/api/v1/todos', { method: 'POST', body: JSON.stringify({ title }) });
+      const body: TodoCreate = { title };
+      return request<Todo>('/api/v1/todos', { method: 'POST', body: JSON.stringify(body) });
     },
 
     updateTodo(id: number, changes: TodoUpdate): Promise<Todo> {

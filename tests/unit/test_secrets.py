@@ -17,7 +17,8 @@ def context(tmp_path, volumes=(), engine_answers=True):
                                    "env_example": str(tmp_path / ".env.example")})
     dev = "\n".join(json.dumps({"Name": name, "Driver": "local"}) for name in volumes)
     runs = {}
-    for project, listing in ((config.stack.targets.dev.project_name, dev), (config.stack.targets.prod.project_name, "")):
+    targets = config.stack.targets
+    for project, listing in ((targets.dev.project_name, dev), (targets.prod.project_name, "")):
         command = ("docker volume ls --format '{{json .}}' --filter label=com.docker.compose.volume "
                    f"--filter label=com.docker.compose.project={project}")
         runs[command] = Result(stdout=listing, exited=0 if engine_answers else 1)

@@ -15,7 +15,7 @@ export function TodoForm({ onAdd }: { onAdd: (title: string) => Promise<boolean>
   }
 
   return (
-    <form className="add" onSubmit={submit}>
+    <form className="add" onSubmit={(event) => void submit(event)}>
       <input
         type="text"
         aria-label="New todo"

@@ -49,7 +49,7 @@ export function TodoItem({ todo, onUpdate, onDelete }: Props) {
         onChange={() => void run(() => onUpdate(todo.id, { done: !todo.done }))}
       />
       {editing ? (
-        <form className="todo__edit" onSubmit={save}>
+        <form className="todo__edit" onSubmit={(event) => void save(event)}>
           <input
             type="text"
             aria-label={`Edit title: ${todo.title}`}

@@ -31,9 +31,10 @@ export function fakeBackend(initial: Array<Pick<Todo, 'title'> & Partial<Todo>> 
   let override: ((call: Call) => Response | Promise<Response> | undefined) | undefined;
 
   const fetch = async (input: RequestInfo | URL, init: RequestInit = {}): Promise<Response> => {
-    const url = new URL(String(input), 'http://localhost');
+    const href = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+    const url = new URL(href, 'http://localhost');
     const method = (init.method ?? 'GET').toUpperCase();
-    const body = typeof init.body === 'string' ? JSON.parse(init.body) : undefined;
+    const body: unknown = typeof init.body === 'string' ? JSON.parse(init.body) : undefined;
     const call = { method, url: url.pathname + url.search, body };
     calls.push(call);
 
