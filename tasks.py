@@ -1,5 +1,6 @@
 """Tasks for developing, testing and shipping the stack. `inv --list` shows them all;
 the logic behind them lives in the stackctl package."""
+
 import os
 import shlex
 import sys
@@ -22,12 +23,14 @@ SERVICE_HELP = "Only this service; repeatable. Default: all"
 PROD_HELP = "Act on the production stack (docker-compose.prod.yml)"
 
 
-@task(help={
-    "engine": "Also provision a Docker engine and Compose v2 when missing (Debian/Ubuntu, root)",
-    "test_tools": "Also install what the tests drive: chromium and wrk (Debian/Ubuntu, root)",
-    "force": "Rewrite .env from .env.example, keeping every value it has (secrets included)",
-    "regenerate_secrets": "Give the secrets new values; refused while a database volume uses them",
-})
+@task(
+    help={
+        "engine": "Also provision a Docker engine and Compose v2 when missing (Debian/Ubuntu, root)",
+        "test_tools": "Also install what the tests drive: chromium and wrk (Debian/Ubuntu, root)",
+        "force": "Rewrite .env from .env.example, keeping every value it has (secrets included)",
+        "regenerate_secrets": "Give the secrets new values; refused while a database volume uses them",
+    }
+)
 def setup(c, engine=False, test_tools=False, force=False, regenerate_secrets=False):
     """Prepare this machine: .env with fresh secrets, engine check, base images."""
     if engine:
@@ -37,11 +40,15 @@ def setup(c, engine=False, test_tools=False, force=False, regenerate_secrets=Fal
     env_file = c.config.stack.env_file
     outcome, keys = secrets.write_env(c, rewrite=force, regenerate=regenerate_secrets)
     generated = ", ".join(k for k in keys if k in c.config.stack.secret_vars) or "none"
-    print({"created": f"setup: created {env_file} (secrets generated: {generated})",
-           "completed": f"setup: added {', '.join(keys)} to {env_file}",
-           "rewritten": f"setup: rewrote {env_file} from {c.config.stack.env_example} "
-                        f"(new values: {', '.join(keys) or 'none'}); the previous one is {env_file}.bak",
-           "unchanged": f"setup: {env_file} is complete; left as it is"}[outcome])
+    print(
+        {
+            "created": f"setup: created {env_file} (secrets generated: {generated})",
+            "completed": f"setup: added {', '.join(keys)} to {env_file}",
+            "rewritten": f"setup: rewrote {env_file} from {c.config.stack.env_example} "
+            f"(new values: {', '.join(keys) or 'none'}); the previous one is {env_file}.bak",
+            "unchanged": f"setup: {env_file} is complete; left as it is",
+        }[outcome]
+    )
     engine_version, compose_version = require_engine(c)
     print(f"setup: Docker Engine {engine_version}, Compose {compose_version}")
     overrides = bases.ensure_for_stack(c, ROOT / env_file)
@@ -50,9 +57,13 @@ def setup(c, engine=False, test_tools=False, force=False, regenerate_secrets=Fal
     print("setup: done; `inv doctor` checks everything")
 
 
-@task(name="bases", iterable=["base"], help={
-    "base": "Build only this base (python, node, postgres, nginx); repeatable. Default: all",
-})
+@task(
+    name="bases",
+    iterable=["base"],
+    help={
+        "base": "Build only this base (python, node, postgres, nginx); repeatable. Default: all",
+    },
+)
 def bases_(c, base=None):
     """Build the local base images from Debian packages (no registry needed)."""
     selected = bases.select(c, base or [])
@@ -87,12 +98,15 @@ def _compose(c, target, command):
         raise Problem(f"docker compose {command.split()[0]} failed (exit {result.exited}); see its output above")
 
 
-@task(iterable=["service"], help={
-    "build": "Rebuild images before starting (default: build only what is missing)",
-    "service": SERVICE_HELP,
-    "prod": PROD_HELP,
-    "timeout": "Seconds to wait for every service to be healthy (default: stack.up_timeout)",
-})
+@task(
+    iterable=["service"],
+    help={
+        "build": "Rebuild images before starting (default: build only what is missing)",
+        "service": SERVICE_HELP,
+        "prod": PROD_HELP,
+        "timeout": "Seconds to wait for every service to be healthy (default: stack.up_timeout)",
+    },
+)
 def up(c, build=False, service=None, prod=False, timeout=None):
     """Start the stack and wait until every service is healthy; prints the URLs."""
     target = _ready(c, prod)
@@ -118,8 +132,11 @@ def down(c, prod=False):
 def reset(c, yes=False, prod=False):
     """Remove the stack with its volumes: the database is lost."""
     target = _ready(c, prod)
-    confirm(yes, f"Delete every container and volume of '{target.project}', database included?",
-            "reset deletes the database volume")
+    confirm(
+        yes,
+        f"Delete every container and volume of '{target.project}', database included?",
+        "reset deletes the database volume",
+    )
     _compose(c, target, "down --volumes --remove-orphans")
 
 
@@ -129,12 +146,15 @@ def ps(c, prod=False):
     _compose(c, _ready(c, prod), "ps --all")
 
 
-@task(iterable=["service"], help={
-    "service": SERVICE_HELP,
-    "follow": "Keep printing new log lines",
-    "tail": "Lines from the end of each log (default: all)",
-    "prod": PROD_HELP,
-})
+@task(
+    iterable=["service"],
+    help={
+        "service": SERVICE_HELP,
+        "follow": "Keep printing new log lines",
+        "tail": "Lines from the end of each log (default: all)",
+        "prod": PROD_HELP,
+    },
+)
 def logs(c, service=None, follow=False, tail=None, prod=False):
     """Show the services' logs."""
     target = _ready(c, prod)
@@ -164,7 +184,7 @@ def _finish(result):
 def exec_(c, service, prod=False):
     """Run a command in a service: inv exec SERVICE -- COMMAND..."""
     # Invoke's c.remainder joins the words after `--` and loses their quoting; argv keeps it.
-    command = shlex.join(sys.argv[sys.argv.index("--") + 1:]) if "--" in sys.argv else c.remainder
+    command = shlex.join(sys.argv[sys.argv.index("--") + 1 :]) if "--" in sys.argv else c.remainder
     if not command.strip():
         raise Problem("no command given: inv exec SERVICE -- COMMAND...")
     _finish(_in_service(c, _ready(c, prod), service, command))
@@ -182,7 +202,7 @@ def psql(c, prod=False):
     target = _ready(c, prod)
     if not stack.running(c, target, "postgres"):
         raise Problem("postgres is not running: start it with `inv up`")
-    _finish(_in_service(c, target, "postgres", "sh -c 'psql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\"'"))
+    _finish(_in_service(c, target, "postgres", 'sh -c \'psql -U "$POSTGRES_USER" -d "$POSTGRES_DB"\''))
 
 
 def _alembic(c, target, arguments, user=None):
@@ -192,8 +212,12 @@ def _alembic(c, target, arguments, user=None):
     _finish(_in_service(c, target, "backend", f"alembic {arguments}", user=user))
 
 
-@task(help={"revision": "Target revision (default: head)",
-            "prod": "Run the production stack's one-shot migrate service instead"})
+@task(
+    help={
+        "revision": "Target revision (default: head)",
+        "prod": "Run the production stack's one-shot migrate service instead",
+    }
+)
 def migrate(c, revision="head", prod=False):
     """Apply database migrations (alembic upgrade)."""
     target = _ready(c, prod)
@@ -204,14 +228,21 @@ def migrate(c, revision="head", prod=False):
         _alembic(c, target, f"upgrade {shlex.quote(revision)}")
 
 
-@task(help={"revision": "Target revision (default: -1, one step back)",
-            "yes": "Do not ask for confirmation (required without a terminal)"})
+@task(
+    help={
+        "revision": "Target revision (default: -1, one step back)",
+        "yes": "Do not ask for confirmation (required without a terminal)",
+    }
+)
 def downgrade(c, revision="-1", yes=False):
     """Revert database migrations (alembic downgrade): drops what they created, data included."""
     target = _ready(c)
-    confirm(yes, f"Downgrade the database to {revision}? Tables and columns the reverted migrations "
-                 "created are dropped with their data.",
-            f"downgrade to {revision} drops the tables and columns of the reverted migrations, with their data")
+    confirm(
+        yes,
+        f"Downgrade the database to {revision}? Tables and columns the reverted migrations "
+        "created are dropped with their data.",
+        f"downgrade to {revision} drops the tables and columns of the reverted migrations, with their data",
+    )
     _alembic(c, target, f"downgrade {shlex.quote(revision)}")
 
 
@@ -222,11 +253,14 @@ def makemigration(c, message):
     _alembic(c, _ready(c), f"revision --autogenerate -m {shlex.quote(message)}", user=f"{os.getuid()}:{os.getgid()}")
 
 
-@task(iterable=["service"], help={
-    "prod": "Build the production images and enforce the size and build-time budgets",
-    "no_cache": "Build without the build cache (a cold build; base images are kept)",
-    "service": "Only this service's image; repeatable. Default: every image",
-})
+@task(
+    iterable=["service"],
+    help={
+        "prod": "Build the production images and enforce the size and build-time budgets",
+        "no_cache": "Build without the build cache (a cold build; base images are kept)",
+        "service": "Only this service's image; repeatable. Default: every image",
+    },
+)
 def build(c, prod=False, no_cache=False, service=None):
     """Build the images; with --prod, time and measure them against their budgets."""
     target = _ready(c, prod)
@@ -255,9 +289,11 @@ def build(c, prod=False, no_cache=False, service=None):
 def sizes(c, prod=False):
     """Show the size of each built image, and how much it adds over its base."""
     target = _ready(c, prod)
-    measures = [budgets.judge(images.measure(c, name, image))
-                for name, image in images.built_images(c, target).items()
-                if inspect_image(c, image)]
+    measures = [
+        budgets.judge(images.measure(c, name, image))
+        for name, image in images.built_images(c, target).items()
+        if inspect_image(c, image)
+    ]
     if not measures:
         raise Problem(f"no {'production ' if prod else ''}images built yet: run `inv build{' --prod' if prod else ''}`")
     print(budgets.table(measures))
@@ -290,12 +326,15 @@ def scan(c):
     print("scan: every image clean")
 
 
-@task(iterable=["only"], help={
-    "quick": "Fewer runs and shorter loads (bench.quick_runs, bench.load.quick_duration_s), to fit in CI",
-    "json": "Print the JSON report instead of the table",
-    "check": "Exit 1 when a median breaks its budget in invoke.yaml (bench.budgets), naming each breach",
-    "only": "Only this section: build, rebuild, sizes, load, up, reload; repeatable. Default: all",
-})
+@task(
+    iterable=["only"],
+    help={
+        "quick": "Fewer runs and shorter loads (bench.quick_runs, bench.load.quick_duration_s), to fit in CI",
+        "json": "Print the JSON report instead of the table",
+        "check": "Exit 1 when a median breaks its budget in invoke.yaml (bench.budgets), naming each breach",
+        "only": "Only this section: build, rebuild, sizes, load, up, reload; repeatable. Default: all",
+    },
+)
 def bench(c, quick=False, json=False, check=False, only=None):
     """Measure builds, inv up, reloads and API load in an isolated copy; reports/bench.json."""
     sections = benchmark.select_sections(only or [])
@@ -303,17 +342,21 @@ def bench(c, quick=False, json=False, check=False, only=None):
     report = benchmark.run(c, quick=quick, sections=sections, say=lambda line: print(line, file=sys.stderr))
     print(budgets.as_json(report) if json else budgets.bench_table(report))
     if check and report["breaches"]:
-        raise Problem(f"bench: {len(report['breaches'])} budget(s) breached: {'; '.join(report['breaches'])}; "
-                      f"see {c.config.bench.report}")
+        raise Problem(
+            f"bench: {len(report['breaches'])} budget(s) breached: {'; '.join(report['breaches'])}; "
+            f"see {c.config.bench.report}"
+        )
 
 
-@task(help={
-    "prod": "Check the production stack (default URL: its PROD_PORT) instead of the dev stack",
-    "base_url": "Origin to check, e.g. http://127.0.0.1:8080 (default: the stack's published frontend)",
-    "origin": "Origin the CORS check expects allowed (default: the first entry of CORS_ORIGINS)",
-    "json": "Print one JSON document (checks and summary) instead of lines",
-    "timeout": "Seconds to wait for the stack to be ready (/health with the database connected); default 60",
-})
+@task(
+    help={
+        "prod": "Check the production stack (default URL: its PROD_PORT) instead of the dev stack",
+        "base_url": "Origin to check, e.g. http://127.0.0.1:8080 (default: the stack's published frontend)",
+        "origin": "Origin the CORS check expects allowed (default: the first entry of CORS_ORIGINS)",
+        "json": "Print one JSON document (checks and summary) instead of lines",
+        "timeout": "Seconds to wait for the stack to be ready (/health with the database connected); default 60",
+    }
+)
 def smoke(c, prod=False, base_url=None, origin=None, json=False, timeout=None):
     """Check a running stack from outside through its public origin: page, assets, health, API, CORS, metrics."""
     smoke_checks.run(c, stack_target(c, prod), base_url=base_url, origin=origin, as_json=json, timeout=timeout)

@@ -20,6 +20,7 @@ Invoke context, so tests drive them with a MockContext; a task chooses its stack
     smoke       `inv smoke`: readiness, then the tests/smoke suite against a base URL
     bench/      `inv bench`: builds, start-up, reloads and load, measured in a copy
 """
+
 from pathlib import Path
 
 from invoke.exceptions import Exit

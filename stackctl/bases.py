@@ -1,4 +1,5 @@
 """Base images: which ones the stack uses, and building local stand-ins from Debian packages."""
+
 import hashlib
 import re
 import shlex
@@ -16,7 +17,6 @@ APT_SOURCES = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.lis
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 BASES_DIR = ROOT / "bases"
 HOST_INPUTS = BASES_DIR / "host"
-
 
 
 def names(c):
@@ -38,8 +38,7 @@ def debian_mirrors(sources_text):
     Understands both one-line (`deb URI suite ...`) and deb822 (`URIs:`) formats.
     """
     uris = re.findall(r"^\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)", sources_text, re.M)
-    uris += [u for line in re.findall(r"^\s*URIs:\s*(.+)$", sources_text, re.M)
-             for u in line.split()]
+    uris += [u for line in re.findall(r"^\s*URIs:\s*(.+)$", sources_text, re.M) for u in line.split()]
     debian = [u.rstrip("/") for u in uris if re.search(r"/debian(-security)?/?$", u)]
     main = next((u for u in debian if not u.endswith("-security")), None)
     security = next((u for u in debian if u.endswith("-security")), None)
@@ -52,8 +51,10 @@ def host_mirrors(c):
     main, security = debian_mirrors(text)
     main = c.config.bases.debian_mirror or main
     if not main:
-        raise Problem("no Debian mirror found in /etc/apt/sources.list*: set "
-                          "bases.debian_mirror in invoke.yaml (or INVOKE_BASES_DEBIAN_MIRROR)")
+        raise Problem(
+            "no Debian mirror found in /etc/apt/sources.list*: set "
+            "bases.debian_mirror in invoke.yaml (or INVOKE_BASES_DEBIAN_MIRROR)"
+        )
     return main, security
 
 
@@ -74,17 +75,24 @@ def ensure_rootfs_image(c):
     tarball = ROOT / bases.cache_dir / f"rootfs-{bases.debian_suite}-{key}.tar"
     if not tarball.is_file():
         print(f"bases: debootstrap {bases.debian_suite} from {mirror} (about half a minute)")
-        script = shlex.join(["bash", str(BASES_DIR / "build-rootfs.sh"), bases.debian_suite,
-                             mirror, str(tarball), security or ""])
+        script = shlex.join(
+            ["bash", str(BASES_DIR / "build-rootfs.sh"), bases.debian_suite, mirror, str(tarball), security or ""]
+        )
         result = c.run(script, warn=True, hide=True)
         if not result.ok:
-            raise Problem(result.stderr.strip().splitlines()[-1] if result.stderr.strip()
-                          else "building the Debian root filesystem failed")
+            raise Problem(
+                result.stderr.strip().splitlines()[-1]
+                if result.stderr.strip()
+                else "building the Debian root filesystem failed"
+            )
         for stale in tarball.parent.glob("rootfs-*.tar"):
             if stale != tarball:
                 stale.unlink()
-    c.run(f"docker import -c {shlex.quote('LABEL org.localbase.rootfs=' + key)} "
-          f"{shlex.quote(str(tarball))} {shlex.quote(bases.rootfs_image)}", hide=True)
+    c.run(
+        f"docker import -c {shlex.quote('LABEL org.localbase.rootfs=' + key)} "
+        f"{shlex.quote(str(tarball))} {shlex.quote(bases.rootfs_image)}",
+        hide=True,
+    )
     return "imported"
 
 
@@ -103,8 +111,11 @@ def node_pins(c):
     """The node base's build variables (bases/compose.yaml): each package's version and the
     SHA-256 of its tarball, from invoke.yaml."""
     bases = c.config.bases
-    return {f"BASES_{name.upper()}_{field.upper()}": str(bases[f"{name}_{field}"])
-            for name in ("node", "npm", "corepack") for field in ("version", "sha256")}
+    return {
+        f"BASES_{name.upper()}_{field.upper()}": str(bases[f"{name}_{field}"])
+        for name in ("node", "npm", "corepack")
+        for field in ("version", "sha256")
+    }
 
 
 DIGEST_MISMATCH = re.compile(r"sha256 mismatch for \S+: expected [0-9a-f]*, actual [0-9a-f]+")
@@ -124,27 +135,31 @@ def build(c, selected):
     env.update(ROOTFS_IMAGE=bases.rootfs_image, DEBIAN_IMAGE=bases.debian_image, **node_pins(c))
     target = Target(name="bases", project=bases.project_name, files=(ROOT / bases.compose_file,))
     for services in (["debian"], selected):
-        result = docker_compose(c, target, "--progress plain build " + " ".join(services),
-                                env=env, warn=True, hide=True)
+        result = docker_compose(
+            c, target, "--progress plain build " + " ".join(services), env=env, warn=True, hide=True
+        )
         if not result.ok:
             output = result.stdout + result.stderr
             print("\n".join(output.splitlines()[-30:]))
             mismatch = digest_mismatch(output)
             if mismatch:
-                raise Problem(f"{mismatch}; nothing was installed (the expected digests are "
-                              "pinned in invoke.yaml: bases.*_sha256)")
+                raise Problem(
+                    f"{mismatch}; nothing was installed (the expected digests are "
+                    "pinned in invoke.yaml: bases.*_sha256)"
+                )
             last = next((line for line in reversed(output.splitlines()) if line.strip()), "no output")
-            raise Problem(f"building base images {', '.join(services)} failed ({last.strip()[:200]}); "
-                          "see the build output above")
-    return {name: (bases.images[name]["local"], image_size_mb(c, bases.images[name]["local"]))
-            for name in selected}
+            raise Problem(
+                f"building base images {', '.join(services)} failed ({last.strip()[:200]}); see the build output above"
+            )
+    return {name: (bases.images[name]["local"], image_size_mb(c, bases.images[name]["local"])) for name in selected}
 
 
 def configured_images(c, env_path):
     """{base name: (variable, image)} as the stack will use them: .env value, else the official image."""
     env = read_env(env_path)
-    return {name: (spec["var"], env.get(spec["var"]) or spec["official"])
-            for name, spec in c.config.bases.images.items()}
+    return {
+        name: (spec["var"], env.get(spec["var"]) or spec["official"]) for name, spec in c.config.bases.images.items()
+    }
 
 
 def try_pull(c, image, timeout=120):
@@ -180,8 +195,10 @@ def ensure_for_stack(c, env_path):
             to_build.append(name)
     if not to_build:
         return {}
-    print(f"setup: cannot pull {', '.join(images[n]['official'] for n in to_build)}; "
-          "building local base images from Debian packages")
+    print(
+        f"setup: cannot pull {', '.join(images[n]['official'] for n in to_build)}; "
+        "building local base images from Debian packages"
+    )
     provide(c, to_build)
     overrides = {images[name]["var"]: images[name]["local"] for name in to_build}
     set_values(env_path, overrides)

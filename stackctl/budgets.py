@@ -4,6 +4,7 @@ Two callers: `inv build --prod` (each image's size, size over its base and build
 `build.budgets`, `build.warm_build_s`) and `inv bench` (the median of each figure;
 `bench.budgets`). A budget is {"max": N} and/or {"min": N}; a figure without one, or not
 measured, is not judged."""
+
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,9 +17,11 @@ def budget_breaches(value, budget, unit, shown, limit_word=""):
     either is missing."""
     if value is None or not budget:
         return []
-    return [f"{shown(value)} {unit} {sign} {limit_word}{float(budget[kind]):g} {unit}"
-            for kind, sign, broken in (("max", ">", float.__gt__), ("min", "<", float.__lt__))
-            if kind in budget and broken(float(value), float(budget[kind]))]
+    return [
+        f"{shown(value)} {unit} {sign} {limit_word}{float(budget[kind]):g} {unit}"
+        for kind, sign, broken in (("max", ">", float.__gt__), ("min", "<", float.__lt__))
+        if kind in budget and broken(float(value), float(budget[kind]))
+    ]
 
 
 def number(value):
@@ -50,6 +53,7 @@ def write_json(path, report):
 
 # ----------------------------------------------------------- images (inv build --prod) ---
 
+
 @dataclass
 class ImageMeasure:
     service: str
@@ -70,12 +74,18 @@ class ImageMeasure:
 
 def judge(measure):
     """Fill measure.breaches from its budgets (each a maximum); returns the measure."""
-    checks = [("size", measure.size_mb, measure.budget_total_mb, "MB"),
-              ("over base", measure.over_base_mb, measure.budget_over_base_mb, "MB"),
-              ("build time", measure.build_s, measure.budget_build_s, "s")]
-    measure.breaches = [f"{what} {breach}" for what, value, limit, unit in checks
-                        for breach in budget_breaches(value, None if limit is None else {"max": limit}, unit,
-                                               shown=_cell, limit_word="budget ")]
+    checks = [
+        ("size", measure.size_mb, measure.budget_total_mb, "MB"),
+        ("over base", measure.over_base_mb, measure.budget_over_base_mb, "MB"),
+        ("build time", measure.build_s, measure.budget_build_s, "s"),
+    ]
+    measure.breaches = [
+        f"{what} {breach}"
+        for what, value, limit, unit in checks
+        for breach in budget_breaches(
+            value, None if limit is None else {"max": limit}, unit, shown=_cell, limit_word="budget "
+        )
+    ]
     return measure
 
 
@@ -86,18 +96,27 @@ def table(measures):
     for m in measures:
         budget = "-" if m.budget_total_mb is None else f"{m.budget_total_mb:g}/{m.budget_over_base_mb:g}"
         verdict = "BREACH: " + "; ".join(m.breaches) if m.breaches else "ok"
-        rows.append(f"{m.image:<34} {m.size_mb:>8.1f} {_cell(m.over_base_mb):>10} {budget:>12} "
-                    f"{_cell(m.build_s):>8} {_cell(m.budget_build_s, 0):>9}  {verdict}")
+        rows.append(
+            f"{m.image:<34} {m.size_mb:>8.1f} {_cell(m.over_base_mb):>10} {budget:>12} "
+            f"{_cell(m.build_s):>8} {_cell(m.budget_build_s, 0):>9}  {verdict}"
+        )
     return "\n".join(rows)
 
 
 def write_report(path, measures, **context):
     """The JSON report of a build: every figure, budget and breach."""
-    return write_json(path, _stamped(**context, ok=not any(m.breaches for m in measures),
-                                     images=[{**asdict(m), "over_base_mb": m.over_base_mb} for m in measures]))
+    return write_json(
+        path,
+        _stamped(
+            **context,
+            ok=not any(m.breaches for m in measures),
+            images=[{**asdict(m), "over_base_mb": m.over_base_mb} for m in measures],
+        ),
+    )
 
 
 # ------------------------------------------------------------ medians (inv bench) ---
+
 
 def judge_medians(metrics, budgets):
     """Set each metric's budget and verdict (metrics as stackctl.bench.figures.Metric); returns
@@ -129,10 +148,23 @@ def bench_report(metrics, breaches, *, quick, runs, sections, load, machine, not
         entry = asdict(m)
         entry.pop("key")
         summary = m.summary
-        figures[m.key] = {**entry, **{k: (None if v is None else round(v, 4)) for k, v in summary.items()
-                                      if k != "runs"}, "runs": summary["runs"]}
-    return _stamped(mode="quick" if quick else "full", runs=runs, sections=list(sections), project=project,
-                    load=load, machine=machine, ok=not breaches, breaches=breaches, notes=notes, metrics=figures)
+        figures[m.key] = {
+            **entry,
+            **{k: (None if v is None else round(v, 4)) for k, v in summary.items() if k != "runs"},
+            "runs": summary["runs"],
+        }
+    return _stamped(
+        mode="quick" if quick else "full",
+        runs=runs,
+        sections=list(sections),
+        project=project,
+        load=load,
+        machine=machine,
+        ok=not breaches,
+        breaches=breaches,
+        notes=notes,
+        metrics=figures,
+    )
 
 
 def _budget_cell(budget):
@@ -144,10 +176,12 @@ def _budget_cell(budget):
 def bench_table(report):
     """The bench report as a table, one line per figure, grouped by section."""
     machine = report["machine"]
-    title = (f"bench ({report['mode']}, {report['runs']} run(s) per figure, load {report['load']['duration_s']} s "
-             f"x {report['load']['connections']} connections) on {machine['cpus']} CPUs, "
-             f"{machine['memory_gib']} GiB, Docker {machine['docker']}; load average "
-             f"{machine['loadavg_start']} at start, {machine['other_containers']} other container(s) running")
+    title = (
+        f"bench ({report['mode']}, {report['runs']} run(s) per figure, load {report['load']['duration_s']} s "
+        f"x {report['load']['connections']} connections) on {machine['cpus']} CPUs, "
+        f"{machine['memory_gib']} GiB, Docker {machine['docker']}; load average "
+        f"{machine['loadavg_start']} at start, {machine['other_containers']} other container(s) running"
+    )
     header = f"{'metric':<46} {'median':>9} {'min':>9} {'max':>9}  {'unit':<5} {'budget':>9}  verdict"
     rows = [title, "", header, "-" * len(header)]
     section = None
@@ -155,8 +189,10 @@ def bench_table(report):
         if m["section"] != section:
             section = m["section"]
             rows.append(f"[{section}]")
-        rows.append(f"{m['label']:<46} {number(m['median']):>9} {number(m['min']):>9} {number(m['max']):>9}  "
-                    f"{m['unit']:<5} {_budget_cell(m['budget']):>9}  {m['verdict'] or ''}".rstrip())
+        rows.append(
+            f"{m['label']:<46} {number(m['median']):>9} {number(m['min']):>9} {number(m['max']):>9}  "
+            f"{m['unit']:<5} {_budget_cell(m['budget']):>9}  {m['verdict'] or ''}".rstrip()
+        )
     for note in report["notes"]:
         rows.append(f"note: {note}")
     rows.append("budgets: " + ("all met" if report["ok"] else "BREACHED: " + "; ".join(report["breaches"])))

@@ -1,5 +1,6 @@
 """The one place that assembles `docker compose` command lines, for a stack target: which
 Compose project, files, directory and env file a command acts on, and what it publishes."""
+
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,8 +44,14 @@ def stack_target(c, prod=False):
     """The dev or the prod stack, as invoke.yaml's `stack.targets` describes it."""
     name = "prod" if prod else "dev"
     spec = c.config.stack.targets[name]
-    return Target(name=name, project=spec.project_name, files=tuple(ROOT / f for f in spec.compose_files),
-                  env_file=ROOT / c.config.stack.env_file, ports=dict(spec.ports), public_port=spec.public_port)
+    return Target(
+        name=name,
+        project=spec.project_name,
+        files=tuple(ROOT / f for f in spec.compose_files),
+        env_file=ROOT / c.config.stack.env_file,
+        ports=dict(spec.ports),
+        public_port=spec.public_port,
+    )
 
 
 def docker_compose(c, target, command, **run_kwargs):

@@ -1,4 +1,5 @@
 """Asking before a task destroys data: a question at a terminal, `--yes` without one."""
+
 import sys
 
 from . import Problem

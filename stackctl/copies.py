@@ -1,6 +1,7 @@
 """An isolated copy of the working tree: the same stacks under Compose project names, host
 ports and an image tag of their own, so the bench and the tests never touch a user's stacks.
 The one way to make one; everything it creates goes with `remove()`."""
+
 import fnmatch
 import os
 import secrets
@@ -26,15 +27,25 @@ def tree_files(root=ROOT):
     those .gitignore's plain patterns name."""
     top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True)
     if top.returncode == 0 and Path(top.stdout.strip()).resolve() == root.resolve():
-        listing = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root,
-                                 capture_output=True, text=True, check=True).stdout
+        listing = subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout
         # dict.fromkeys: in a merge with conflicts, git lists a file once per stage.
         return list(dict.fromkeys(name for name in listing.split("\0") if name and (root / name).is_file()))
-    ignored = {".git", *(line.strip().rstrip("/") for line in (root / ".gitignore").read_text().splitlines()
-                         if line.strip() and not line.startswith(("#", "!")))}
-    return [str(path.relative_to(root)) for path in sorted(root.rglob("*"))
-            if path.is_file() and not any(fnmatch.fnmatch(part, pattern) for part in path.relative_to(root).parts
-                                          for pattern in ignored)]
+    ignored = {
+        ".git",
+        *(
+            line.strip().rstrip("/")
+            for line in (root / ".gitignore").read_text().splitlines()
+            if line.strip() and not line.startswith(("#", "!"))
+        ),
+    }
+    return [
+        str(path.relative_to(root))
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+        and not any(fnmatch.fnmatch(part, pattern) for part in path.relative_to(root).parts for pattern in ignored)
+    ]
 
 
 def copy_tree(destination, root=ROOT):
@@ -99,9 +110,15 @@ class TreeCopy:
         text unless stdout is given). Raises subprocess.TimeoutExpired after `timeout`."""
         if "stdout" not in run_kwargs:
             run_kwargs["capture_output"] = True
-        return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=self.path, text=True,
-                              stdin=subprocess.DEVNULL, timeout=timeout,
-                              env={**os.environ, **self.env, **(env or {})}, **run_kwargs)
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", *args],
+            cwd=self.path,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+            env={**os.environ, **self.env, **(env or {})},
+            **run_kwargs,
+        )
 
     def remember(self, image):
         """Note an image's ID, so that remove() also removes it once a rebuild untagged it."""

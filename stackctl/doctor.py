@@ -1,4 +1,5 @@
 """`inv doctor`: every check that can explain why the stack will not come up."""
+
 import json
 import os
 import shutil
@@ -38,17 +39,26 @@ def check_env(c):
     stack = c.config.stack
     env_path, example = ROOT / stack.env_file, ROOT / stack.env_example
     if not env_path.is_file():
-        return [Finding("env", False, f"{stack.env_file} not found: run `inv setup` to create it "
-                                      f"from {stack.env_example}")]
+        return [
+            Finding("env", False, f"{stack.env_file} not found: run `inv setup` to create it from {stack.env_example}")
+        ]
     findings = []
     missing = missing_keys(env_path, example)
     empty = [k for k in stack.secret_vars if not read_env(env_path).get(k) and k not in missing]
     if missing:
-        findings.append(Finding("env", False, f"{stack.env_file} lacks {', '.join(missing)}: run "
-                                              f"`inv setup` to add them from {stack.env_example}"))
+        findings.append(
+            Finding(
+                "env",
+                False,
+                f"{stack.env_file} lacks {', '.join(missing)}: run `inv setup` to add them from {stack.env_example}",
+            )
+        )
     if empty:
-        findings.append(Finding("env", False, f"{', '.join(empty)} empty in {stack.env_file}: "
-                                              "run `inv setup --force` or set a value"))
+        findings.append(
+            Finding(
+                "env", False, f"{', '.join(empty)} empty in {stack.env_file}: run `inv setup --force` or set a value"
+            )
+        )
     findings += check_database_host(read_env(env_path), stack.env_file)
     return findings or [Finding("env", True, f"{stack.env_file} complete")]
 
@@ -58,9 +68,15 @@ def check_database_host(env, env_name):
     url_host = urlparse(env.get("DATABASE_URL") or "").hostname
     for variable, host in (("DB_HOST", env.get("DB_HOST")), ("DATABASE_URL", url_host)):
         if host in LOCAL_HOSTS:
-            return [Finding("env", False, f"{variable} in {env_name} points at {host}, which inside "
-                                          "the backend container is the container itself: use the "
-                                          "service name (DB_HOST=postgres)")]
+            return [
+                Finding(
+                    "env",
+                    False,
+                    f"{variable} in {env_name} points at {host}, which inside "
+                    "the backend container is the container itself: use the "
+                    "service name (DB_HOST=postgres)",
+                )
+            ]
     return []
 
 
@@ -74,14 +90,22 @@ def check_ports(c, engine_up, target=None):
         if ports.is_free(port):
             findings.append(Finding("port", True, f"{port} ({variable}) free"))
             continue
-        ours = [name for name, project in (ports.containers_publishing(c, port) if engine_up else [])
-                if project == target.project]
+        ours = [
+            name
+            for name, project in (ports.containers_publishing(c, port) if engine_up else [])
+            if project == target.project
+        ]
         if ours:
             findings.append(Finding("port", True, f"{port} ({variable}) used by this stack ({ours[0]})"))
             continue
         holder = ports.describe_holder(c, port) if engine_up else "another process"
-        findings.append(Finding("port", False, f"port {port} ({variable}) is in use by {holder}: "
-                                               f"stop it or set {variable} to a free port in .env"))
+        findings.append(
+            Finding(
+                "port",
+                False,
+                f"port {port} ({variable}) is in use by {holder}: stop it or set {variable} to a free port in .env",
+            )
+        )
     return findings
 
 
@@ -91,9 +115,15 @@ def check_base_images(c):
         if inspect_image(c, image):
             findings.append(Finding("image", True, f"{image} ({variable}) present"))
         else:
-            findings.append(Finding("image", False, f"base image {image} ({variable}) missing: run "
-                                                    f"`inv setup` (pulls it, or builds local bases "
-                                                    f"when no registry answers)"))
+            findings.append(
+                Finding(
+                    "image",
+                    False,
+                    f"base image {image} ({variable}) missing: run "
+                    f"`inv setup` (pulls it, or builds local bases "
+                    f"when no registry answers)",
+                )
+            )
     return findings
 
 
@@ -113,9 +143,14 @@ def check_disk(c, engine_up):
             continue
         free_gb = shutil.disk_usage(path).free / 1e9
         ok = free_gb >= minimum
-        findings.append(Finding("disk", ok, f"{free_gb:.1f} GB free for {label} ({path})"
-                                + ("" if ok else f", below {minimum:g} GB: free space "
-                                                 "(docker system prune) or move it")))
+        findings.append(
+            Finding(
+                "disk",
+                ok,
+                f"{free_gb:.1f} GB free for {label} ({path})"
+                + ("" if ok else f", below {minimum:g} GB: free space (docker system prune) or move it"),
+            )
+        )
     return findings
 
 

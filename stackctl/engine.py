@@ -1,4 +1,5 @@
 """Is there a Docker engine we can talk to, and a Compose v2 CLI? And what it holds of an image."""
+
 import json
 import os
 import shlex
@@ -30,17 +31,23 @@ def server_answers(c):
 def server_version(c):
     """The engine's version, or Problem naming the cause and its fix."""
     if shutil.which("docker") is None:
-        raise Problem("Docker CLI not found: install Docker "
-                            "(on Debian/Ubuntu as root: inv setup --engine)")
+        raise Problem("Docker CLI not found: install Docker (on Debian/Ubuntu as root: inv setup --engine)")
     version = _server(c).get("Version")
     if version:
         return version
-    if "DOCKER_HOST" not in os.environ and os.path.exists(DEFAULT_SOCKET) \
-            and not os.access(DEFAULT_SOCKET, os.R_OK | os.W_OK):
-        raise Problem(f"no permission to use {DEFAULT_SOCKET}: add yourself to the docker "
-                            "group (sudo usermod -aG docker $USER) and log in again")
-    raise Problem("Docker daemon is not running: start it (systemctl start docker, "
-                        "Docker Desktop, or as root: inv setup --engine)")
+    if (
+        "DOCKER_HOST" not in os.environ
+        and os.path.exists(DEFAULT_SOCKET)
+        and not os.access(DEFAULT_SOCKET, os.R_OK | os.W_OK)
+    ):
+        raise Problem(
+            f"no permission to use {DEFAULT_SOCKET}: add yourself to the docker "
+            "group (sudo usermod -aG docker $USER) and log in again"
+        )
+    raise Problem(
+        "Docker daemon is not running: start it (systemctl start docker, "
+        "Docker Desktop, or as root: inv setup --engine)"
+    )
 
 
 def compose_version(c):
@@ -51,11 +58,14 @@ def compose_version(c):
     if major.isdigit() and int(major) >= 2:
         return version
     if shutil.which("docker-compose"):
-        raise Problem("only Compose v1 (docker-compose) found: install the Compose v2 "
-                            "plugin (as root: inv setup --engine, or your distribution's "
-                            "docker-compose-plugin)")
-    raise Problem("Compose v2 not found (`docker compose version` fails): install the "
-                        "plugin (as root: inv setup --engine)")
+        raise Problem(
+            "only Compose v1 (docker-compose) found: install the Compose v2 "
+            "plugin (as root: inv setup --engine, or your distribution's "
+            "docker-compose-plugin)"
+        )
+    raise Problem(
+        "Compose v2 not found (`docker compose version` fails): install the plugin (as root: inv setup --engine)"
+    )
 
 
 def require_engine(c):

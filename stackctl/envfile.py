@@ -1,4 +1,5 @@
 """The project's .env: created from .env.example with fresh secrets, checked for completeness."""
+
 import os
 import re
 import secrets
@@ -78,7 +79,7 @@ def assignments(text):
     for line in text.splitlines():
         match = _ASSIGNMENT.match(line)
         if match:
-            values[match.group(1)] = line[match.end():]
+            values[match.group(1)] = line[match.end() :]
     return values
 
 

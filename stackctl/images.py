@@ -1,4 +1,5 @@
 """The stack's images: which image each service builds, building them one by one, sizes."""
+
 import json
 import time
 
@@ -27,8 +28,9 @@ def build_one(c, target, service, no_cache=False):
     """Build one service's image; returns seconds taken. On failure the build output
     stays on screen and the Problem names the service."""
     start = time.monotonic()
-    result = docker_compose(c, target, f"--progress plain build {'--no-cache ' if no_cache else ''}{service}",
-                            warn=True)
+    result = docker_compose(
+        c, target, f"--progress plain build {'--no-cache ' if no_cache else ''}{service}", warn=True
+    )
     if not result.ok:
         raise Problem(f"building {service} failed: see its build output above")
     return time.monotonic() - start
@@ -41,7 +43,13 @@ def measure(c, service, image, build_s=None):
     size = image_size_mb(c, image)
     if size is None:
         raise Problem(f"image {image} of {service} not found: build it with `inv build --prod`")
-    return ImageMeasure(service=service, image=image, size_mb=size, base_image=base_image,
-                        base_mb=image_size_mb(c, base_image) if base_image else None, build_s=build_s,
-                        budget_total_mb=budgets.get("total_mb"),
-                        budget_over_base_mb=budgets.get("over_base_mb"))
+    return ImageMeasure(
+        service=service,
+        image=image,
+        size_mb=size,
+        base_image=base_image,
+        base_mb=image_size_mb(c, base_image) if base_image else None,
+        build_s=build_s,
+        budget_total_mb=budgets.get("total_mb"),
+        budget_over_base_mb=budgets.get("over_base_mb"),
+    )

@@ -1,4 +1,5 @@
 """Is a host port free, and if not, who holds it (a container or a process)?"""
+
 import json
 import os
 import socket

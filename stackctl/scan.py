@@ -9,6 +9,7 @@ a RUN is recorded there). Messages name the secret's variable, never its value.
 Layers are read from `docker save`; history steps are numbered oldest first, as in
 the image's config (`docker history` lists them newest first).
 """
+
 import json
 import posixpath
 import re
@@ -31,8 +32,10 @@ CONFIG_FIELDS = ("Env", "Labels", "Cmd", "Entrypoint", "Healthcheck")
 # Proc-Type/DEK-Info lines), matching footer. Certificates and public keys never match;
 # neither does code that merely names the header (e.g. a parser's constant). Compiled
 # programs and libraries are not checked: GnuTLS carries its FIPS self-test keys.
-PRIVATE_KEY = re.compile(rb"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY-----"
-                         rb"[A-Za-z0-9+/=\s:,\-]{32,}?-----END \1PRIVATE KEY-----")
+PRIVATE_KEY = re.compile(
+    rb"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY-----"
+    rb"[A-Za-z0-9+/=\s:,\-]{32,}?-----END \1PRIVATE KEY-----"
+)
 ELF = b"\x7fELF"
 
 
@@ -48,8 +51,7 @@ class Finding:
 
 def usable_secrets(secrets):
     """{variable: value encoded} for the values long enough to search for."""
-    return {name: value.encode() for name, value in secrets.items()
-            if value and len(value) >= MIN_SECRET_LENGTH}
+    return {name: value.encode() for name, value in secrets.items() if value and len(value) >= MIN_SECRET_LENGTH}
 
 
 def redact(text, secrets):
@@ -80,8 +82,11 @@ def check_config_secrets(image, config, secrets):
     findings = []
     for field in CONFIG_FIELDS:
         text = "\n".join(strings(config.get(field))).encode()
-        findings += [Finding(image, "secret", f"value of {name} in config {field}")
-                     for name, value in secrets.items() if value in text]
+        findings += [
+            Finding(image, "secret", f"value of {name} in config {field}")
+            for name, value in secrets.items()
+            if value in text
+        ]
     return findings
 
 
@@ -103,8 +108,7 @@ def check_history_secrets(image, history, secrets):
         created_by = (entry.get("created_by") or "").encode()
         for name, value in secrets.items():
             if value in created_by:
-                findings.append(Finding(image, "secret", f"value of {name} in history step {step} "
-                                        f"of {len(history)}"))
+                findings.append(Finding(image, "secret", f"value of {name} in history step {step} of {len(history)}"))
     return findings
 
 
@@ -132,8 +136,7 @@ def scan_layer(image, where, layer, secrets):
                 findings.append(Finding(image, "env-file", f"environment file {shown} in {where}"))
             for secret, value in secrets.items():
                 if value in path.encode():
-                    findings.append(Finding(image, "secret", f"value of {secret} in the name of "
-                                            f"{shown} in {where}"))
+                    findings.append(Finding(image, "secret", f"value of {secret} in the name of {shown} in {where}"))
             if not member.isreg() or member.size > MAX_CONTENT_BYTES:
                 continue
             data = members.extractfile(member).read()
@@ -166,8 +169,9 @@ def scan_saved(image, archive, secrets):
         for number, (path, step) in enumerate(zip(manifest["Layers"], steps, strict=True), start=1):
             member = saved.getmember(path)
             while member.issym():  # a layer already saved under another id is a symlink to it
-                member = saved.getmember(posixpath.normpath(
-                    posixpath.join(posixpath.dirname(member.name), member.linkname)))
+                member = saved.getmember(
+                    posixpath.normpath(posixpath.join(posixpath.dirname(member.name), member.linkname))
+                )
             if member.name in scanned:
                 continue
             scanned.add(member.name)
@@ -186,8 +190,7 @@ def image_config(c, image):
 
 def save_image(c, image, archive):
     """`docker save` the image to the archive file."""
-    result = c.run(f"docker save -o {shlex.quote(str(archive))} {shlex.quote(image)}",
-                   hide=True, warn=True)
+    result = c.run(f"docker save -o {shlex.quote(str(archive))} {shlex.quote(image)}", hide=True, warn=True)
     if not result.ok:
         lines = result.stderr.strip().splitlines()
         raise Problem(f"docker save {image} failed: {lines[-1] if lines else 'no error message'}")

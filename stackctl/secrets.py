@@ -1,5 +1,6 @@
 """The stack's secrets in .env: generated once, and never replaced while a database volume
 initialised with them exists, so that `inv setup` cannot lock anyone out of their data."""
+
 import json
 
 from . import ROOT, Problem
@@ -12,8 +13,12 @@ def data_volumes(c):
     answer (then nobody can tell)."""
     found = []
     for project in (stack_target(c).project, stack_target(c, prod=True).project):
-        result = c.run("docker volume ls --format '{{json .}}' --filter label=com.docker.compose.volume "
-                       f"--filter label=com.docker.compose.project={project}", hide=True, warn=True)
+        result = c.run(
+            "docker volume ls --format '{{json .}}' --filter label=com.docker.compose.volume "
+            f"--filter label=com.docker.compose.project={project}",
+            hide=True,
+            warn=True,
+        )
         if not result.ok:
             return None
         found += [json.loads(line)["Name"] for line in result.stdout.splitlines() if line.strip()]
@@ -29,17 +34,24 @@ def write_env(c, rewrite=False, regenerate=False):
     if regenerate or not env_path.exists():
         volumes = data_volumes(c)
         if regenerate and volumes is None:
-            raise Problem("setup: cannot check for database volumes (the Docker engine does not answer), "
-                          "so secrets are not regenerated: start the engine and rerun")
+            raise Problem(
+                "setup: cannot check for database volumes (the Docker engine does not answer), "
+                "so secrets are not regenerated: start the engine and rerun"
+            )
         if volumes and regenerate:
-            raise Problem(f"setup: regenerating {', '.join(secrets)} would lock the stack out of its data: "
-                          f"volume {', '.join(volumes)} keeps the current password. Rerun without "
-                          "--regenerate-secrets, or delete the data first (inv reset, inv reset --prod)")
+            raise Problem(
+                f"setup: regenerating {', '.join(secrets)} would lock the stack out of its data: "
+                f"volume {', '.join(volumes)} keeps the current password. Rerun without "
+                "--regenerate-secrets, or delete the data first (inv reset, inv reset --prod)"
+            )
         if volumes:
             backup = backup_path(env_path)
             hint = f"restore it from {backup.name}" if backup.exists() else "restore it"
-            raise Problem(f"setup: {config.env_file} is missing but volume {', '.join(volumes)} was "
-                          f"initialised with the password in it: {hint}, or delete the data first "
-                          f"(docker volume rm {' '.join(volumes)})")
-    return create_or_complete(env_path, ROOT / config.env_example, secrets, rewrite=rewrite,
-                              regenerate=secrets if regenerate else ())
+            raise Problem(
+                f"setup: {config.env_file} is missing but volume {', '.join(volumes)} was "
+                f"initialised with the password in it: {hint}, or delete the data first "
+                f"(docker volume rm {' '.join(volumes)})"
+            )
+    return create_or_complete(
+        env_path, ROOT / config.env_example, secrets, rewrite=rewrite, regenerate=secrets if regenerate else ()
+    )

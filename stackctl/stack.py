@@ -1,4 +1,5 @@
 """Running the stack: its services, their health, and the checks before `up`."""
+
 import json
 import os
 
@@ -82,8 +83,9 @@ def up(c, target, services, build=False, timeout=180):
         print(f"--- last log lines of {service} ---")
         docker_compose(c, target, f"logs --no-color --tail 25 {service}", warn=True)
     summary = ", ".join(f"{s} ({state})" for s, state in pending.items()) or "see the output above"
-    raise Problem(f"not healthy within {int(timeout)} s: {summary}; see the log lines above "
-                  "(`inv logs -s SERVICE` for more)")
+    raise Problem(
+        f"not healthy within {int(timeout)} s: {summary}; see the log lines above (`inv logs -s SERVICE` for more)"
+    )
 
 
 def published_urls(c, target):
@@ -111,5 +113,4 @@ def down(c, target):
     for command in DOWN_COMMANDS:
         result = docker_compose(c, target, command, warn=True)
         if not result.ok:
-            raise Problem(f"docker compose {command.split()[0]} failed (exit {result.exited}); "
-                          "see its output above")
+            raise Problem(f"docker compose {command.split()[0]} failed (exit {result.exited}); see its output above")

@@ -1,5 +1,6 @@
 """Waiting for what Compose cannot wait for (`up --wait` covers health checks and one-shot
 services): an HTTP answer, an edit served. One loop, for the tasks, the bench and the tests."""
+
 import time
 
 

@@ -5,6 +5,7 @@ container, volume or network a test created and did not remove fails the run.
 tests/smoke is not collected from here: it checks a running stack, and `inv smoke` runs it
 (the stack tests through `inv smoke` on theirs). That run alone has no leak check: it only
 reads a stack and adds and deletes its own rows, while other tests change the engine."""
+
 import json
 import subprocess
 
@@ -38,8 +39,10 @@ def dev_stack():
 @pytest.fixture(scope="session")
 def measure():
     """measure(name, value, unit): record a figure to report at the end of the run."""
+
     def record(name, value, unit):
         _MEASURED[name] = {"value": round(value, 3), "unit": unit}
+
     return record
 
 
@@ -47,8 +50,11 @@ def measure():
 # (kind, docker command listing every object as one JSON document per line, how to name one)
 _LISTINGS = (
     ("image", ["image", "ls", "--all", "--no-trunc"], lambda o: o["ID"]),
-    ("image tag", ["image", "ls", "--no-trunc", "--filter", "dangling=false"],
-     lambda o: f"{o['Repository']}:{o['Tag']}"),
+    (
+        "image tag",
+        ["image", "ls", "--no-trunc", "--filter", "dangling=false"],
+        lambda o: f"{o['Repository']}:{o['Tag']}",
+    ),
     ("container", ["container", "ls", "--all", "--no-trunc"], lambda o: o["ID"]),
     ("volume", ["volume", "ls"], lambda o: o["Name"]),
     ("network", ["network", "ls", "--no-trunc"], lambda o: o["ID"]),
@@ -69,8 +75,9 @@ def engine_objects(timeout=30):
     objects = {}
     for kind, args, key in _LISTINGS:
         try:
-            result = subprocess.run(["docker", *args, "--format", "{{json .}}"], capture_output=True,
-                                    text=True, timeout=timeout)
+            result = subprocess.run(
+                ["docker", *args, "--format", "{{json .}}"], capture_output=True, text=True, timeout=timeout
+            )
         except (OSError, subprocess.TimeoutExpired):
             return None
         if result.returncode != 0:
@@ -83,8 +90,9 @@ def engine_objects(timeout=30):
 
 def _smoke_only(config):
     smoke = ROOT / "tests" / "smoke"
-    return all((config.invocation_params.dir / arg.split("::")[0]).resolve().is_relative_to(smoke)
-               for arg in config.args)
+    return all(
+        (config.invocation_params.dir / arg.split("::")[0]).resolve().is_relative_to(smoke) for arg in config.args
+    )
 
 
 def pytest_sessionstart(session):
@@ -102,8 +110,9 @@ def pytest_sessionfinish(session):
         return
     left = {key: what for key, what in after.items() if key not in _LEAKS["before"]}
     # A new tag names a new image (reported as such) or, alone, a new tag on an old image.
-    _LEAKS["left"] = {(kind, key): what for (kind, key), what in left.items()
-                      if kind != "image tag" or ("image", what) not in left}
+    _LEAKS["left"] = {
+        (kind, key): what for (kind, key), what in left.items() if kind != "image tag" or ("image", what) not in left
+    }
     if _LEAKS["left"] and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -122,6 +131,9 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("docker objects left behind", red=True)
         for (kind, key), what in sorted(_LEAKS["left"].items()):
             terminalreporter.write_line(f"left: {kind} {key} {what}")
-        terminalreporter.write_line(f"leak check FAILED: {len(_LEAKS['left'])} docker object(s) created during "
-                                    "the run are still there; the tests that made them must remove them",
-                                    red=True, bold=True)
+        terminalreporter.write_line(
+            f"leak check FAILED: {len(_LEAKS['left'])} docker object(s) created during "
+            "the run are still there; the tests that made them must remove them",
+            red=True,
+            bold=True,
+        )

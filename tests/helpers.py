@@ -1,4 +1,5 @@
 """Test helpers: the project's Invoke configuration and running `inv` as a user would."""
+
 import os
 import re
 import subprocess
@@ -20,8 +21,14 @@ def project_config(**overrides):
 
 def inv(*args, cwd=ROOT, env=None, timeout=900):
     """Run `inv ARGS` in a subprocess; returns the CompletedProcess (never raises on failure)."""
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=cwd, text=True,
-                          capture_output=True, timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=cwd,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def assert_one_line_failure(result, expected):

@@ -30,9 +30,7 @@ class Todo(Base):
     id: Mapped[int] = mapped_column(Integer, Identity(always=False), primary_key=True)
     title: Mapped[str] = mapped_column(String(TITLE_MAX_LENGTH))
     done: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), index=True
-    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )

@@ -15,9 +15,7 @@ from app.models import TITLE_MAX_LENGTH
 TITLE_PATTERN = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
 Title = Annotated[
     str,
-    StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=TITLE_MAX_LENGTH, pattern=TITLE_PATTERN
-    ),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_LENGTH, pattern=TITLE_PATTERN),
 ]
 
 

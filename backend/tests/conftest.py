@@ -123,9 +123,7 @@ def db_engine(database_url: URL) -> Iterator[Engine]:
 @pytest.fixture(autouse=True)
 def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
     """Empty the tables after each test that used the test database."""
-    engine = (
-        request.getfixturevalue("db_engine") if "database_url" in request.fixturenames else None
-    )
+    engine = request.getfixturevalue("db_engine") if "database_url" in request.fixturenames else None
     yield
     if engine is not None:
         with engine.begin() as conn:

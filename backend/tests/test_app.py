@@ -88,9 +88,7 @@ def test_metrics(client: TestClient) -> None:
     assert "# TYPE http_request_duration_seconds histogram" in text
     assert _sample(text, "http_requests_total", **labels) == before + 3
     assert _sample(text, "http_request_duration_seconds_count", **labels) >= 3
-    assert (
-        _sample(text, "http_requests_total", method="GET", path="/api/v1/todos", status="200") >= 1
-    )
+    assert _sample(text, "http_requests_total", method="GET", path="/api/v1/todos", status="200") >= 1
     # Raw ids never become label values.
     assert "/api/v1/todos/9999" not in text
 
@@ -107,9 +105,7 @@ MIB = 1024 * 1024
 
 
 def test_body_over_1mb_with_content_length_is_413(client: TestClient) -> None:
-    response = client.post(
-        "/api/v1/todos", content=b"x" * (MIB + 1), headers={"Content-Type": "application/json"}
-    )
+    response = client.post("/api/v1/todos", content=b"x" * (MIB + 1), headers={"Content-Type": "application/json"})
     assert response.status_code == 413
     assert "detail" in response.json()
 
@@ -119,9 +115,7 @@ def test_streamed_body_over_1mb_is_413(client: TestClient) -> None:
         for _ in range(17):
             yield b" " * 65536  # 17 * 64 KiB > 1 MiB, no Content-Length
 
-    response = client.post(
-        "/api/v1/todos", content=chunks(), headers={"Content-Type": "application/json"}
-    )
+    response = client.post("/api/v1/todos", content=chunks(), headers={"Content-Type": "application/json"})
     assert response.status_code == 413
     assert client.get("/api/v1/todos").json()["total"] == 0
 
@@ -129,7 +123,5 @@ def test_streamed_body_over_1mb_is_413(client: TestClient) -> None:
 def test_body_just_under_limit_is_parsed(client: TestClient) -> None:
     payload = b'{"title": "padded"}' + b" " * (MIB - 19)
     assert len(payload) == MIB
-    response = client.post(
-        "/api/v1/todos", content=payload, headers={"Content-Type": "application/json"}
-    )
+    response = client.post("/api/v1/todos", content=payload, headers={"Content-Type": "application/json"})
     assert response.status_code == 201, response.text

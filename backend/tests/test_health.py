@@ -75,9 +75,7 @@ def test_health_503_within_2s_when_db_never_answers(blackhole_port: int) -> None
 
 
 def test_health_503_within_2s_when_host_does_not_resolve() -> None:
-    for client in _down_client(
-        "postgresql+psycopg://app:secret@db-host-that-does-not-exist.invalid:5432/app"
-    ):
+    for client in _down_client("postgresql+psycopg://app:secret@db-host-that-does-not-exist.invalid:5432/app"):
         _assert_degraded(client)
 
 

@@ -113,9 +113,7 @@ def test_secrets_are_not_in_repr() -> None:
         ('["http://a.example","http://b.example"]', ["http://a.example", "http://b.example"]),
     ],
 )
-def test_cors_origins_from_env(
-    monkeypatch: pytest.MonkeyPatch, raw: str, expected: list[str]
-) -> None:
+def test_cors_origins_from_env(monkeypatch: pytest.MonkeyPatch, raw: str, expected: list[str]) -> None:
     monkeypatch.setenv("CORS_ORIGINS", raw)
     assert Settings(_env_file=None).CORS_ORIGINS == expected
 

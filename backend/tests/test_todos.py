@@ -154,9 +154,7 @@ def test_unknown_field_error_names_the_field(client: TestClient) -> None:
 
 
 def test_invalid_json_is_422(client: TestClient) -> None:
-    response = client.post(
-        URL, content=b'{"title": "unterminated', headers={"Content-Type": "application/json"}
-    )
+    response = client.post(URL, content=b'{"title": "unterminated', headers={"Content-Type": "application/json"})
     assert response.status_code == 422
     assert response.json()["detail"][0]["type"] == "json_invalid"
 

@@ -22,6 +22,7 @@ harness), reload (the one reload-latency measurement), loopback (the HTTP client
 only), machine (machine state, docker stats, CPU). Budgets, the table and the JSON report
 are stackctl.budgets'.
 """
+
 from .runner import SECTIONS, run, select_sections
 
 __all__ = ["SECTIONS", "run", "select_sections"]

@@ -1,5 +1,6 @@
 """Sections `build`, `rebuild` and `sizes`: the prod images' cold builds, their rebuilds after a
 one-line change, and their sizes."""
+
 import secrets
 
 from ..images import measure
@@ -32,8 +33,7 @@ def rebuilds(bench):
             for _ in range(bench.runs):
                 path.write_text(f"{original}{comment} bench {secrets.token_hex(4)}\n")
                 seconds = bench.copy.build(service)
-                bench.add(f"rebuild_{service}_s", f"prod rebuild, one-line change: {service}", "s", "rebuild",
-                          seconds)
+                bench.add(f"rebuild_{service}_s", f"prod rebuild, one-line change: {service}", "s", "rebuild", seconds)
         finally:
             path.write_text(original)
 
@@ -44,5 +44,4 @@ def sizes(bench):
         sized = measure(bench.copy.ctx, service, image)
         bench.add(f"size_{service}_mb", f"image size: {service}", "MB", "sizes", sized.size_mb)
         if sized.over_base_mb is not None:
-            bench.add(f"size_over_base_{service}_mb", f"image over base: {service}", "MB", "sizes",
-                      sized.over_base_mb)
+            bench.add(f"size_over_base_{service}_mb", f"image over base: {service}", "MB", "sizes", sized.over_base_mb)

@@ -1,4 +1,5 @@
 """The bench's figures: every run's value of each, summarised as median, min and max."""
+
 import statistics
 from dataclasses import dataclass, field
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass, field
 @dataclass
 class Metric:
     """One figure: every run's value, judged on the median (stackctl.budgets.judge_medians)."""
+
     key: str
     label: str
     unit: str

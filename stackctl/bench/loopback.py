@@ -1,5 +1,6 @@
 """The bench's one HTTP client (requests, as the tests use), held to 127.0.0.1: the bench
 loads and edits only the stacks of its own copy, which publish nowhere else."""
+
 from urllib.parse import urlsplit
 
 import requests

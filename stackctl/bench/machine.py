@@ -1,6 +1,7 @@
 """What the bench's figures depend on and what it samples besides them: the machine (CPUs,
 memory, engine, load), each container's memory and CPU (`docker stats`), the host's busy CPU
 share (/proc/stat)."""
+
 import json
 import os
 import re
@@ -9,22 +10,37 @@ from pathlib import Path
 from .. import Problem
 
 _SIZE = re.compile(r"^([\d.]+)\s*([KMGT]?i?B)$", re.I)
-_SIZE_MIB = {"b": 1 / 2**20, "kib": 1 / 2**10, "mib": 1.0, "gib": 2**10, "tib": 2**20,
-             "kb": 1e3 / 2**20, "mb": 1e6 / 2**20, "gb": 1e9 / 2**20, "tb": 1e12 / 2**20}
+_SIZE_MIB = {
+    "b": 1 / 2**20,
+    "kib": 1 / 2**10,
+    "mib": 1.0,
+    "gib": 2**10,
+    "tib": 2**20,
+    "kb": 1e3 / 2**20,
+    "mb": 1e6 / 2**20,
+    "gb": 1e9 / 2**20,
+    "tb": 1e12 / 2**20,
+}
 
 
 def machine_state(c):
     """CPUs, memory, engine and Compose versions, kernel, load average, other containers."""
+
     def out(command):
         result = c.run(command, hide=True, warn=True)
         return result.stdout.strip() if result.ok else "?"
+
     meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").is_file() else ""
     total_kib = re.search(r"MemTotal:\s+(\d+)", meminfo)
-    return {"cpus": os.cpu_count(), "memory_gib": round(int(total_kib.group(1)) / 2**20, 1) if total_kib else None,
-            "docker": out("docker version --format '{{.Server.Version}}'"),
-            "compose": out("docker compose version --short"),
-            "kernel": os.uname().release, "loadavg_start": round(os.getloadavg()[0], 2),
-            "other_containers": len(out("docker ps -q").split())}
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(int(total_kib.group(1)) / 2**20, 1) if total_kib else None,
+        "docker": out("docker version --format '{{.Server.Version}}'"),
+        "compose": out("docker compose version --short"),
+        "kernel": os.uname().release,
+        "loadavg_start": round(os.getloadavg()[0], 2),
+        "other_containers": len(out("docker ps -q").split()),
+    }
 
 
 def parse_size_mib(text):
@@ -47,15 +63,18 @@ def parse_stats(output):
     for line in output.splitlines():
         if line.strip():
             row = json.loads(line)
-            stats[row["Name"]] = {"mem_mib": parse_mem_usage(row["MemUsage"])[0],
-                                  "cpu_pct": float(row["CPUPerc"].rstrip("%") or 0)}
+            stats[row["Name"]] = {
+                "mem_mib": parse_mem_usage(row["MemUsage"])[0],
+                "cpu_pct": float(row["CPUPerc"].rstrip("%") or 0),
+            }
     return stats
 
 
 def container_stats(c, names):
     """{service: {"mem_mib", "cpu_pct"}} now, for `names` ({container name: service})."""
-    result = c.run("docker stats --no-stream --format '{{json .}}' " + " ".join(names), hide=True, warn=True,
-                   timeout=30)
+    result = c.run(
+        "docker stats --no-stream --format '{{json .}}' " + " ".join(names), hide=True, warn=True, timeout=30
+    )
     if not result.ok:
         raise Problem("bench: `docker stats` failed: " + (result.stderr.strip().splitlines() or ["?"])[-1])
     return {names[name]: figures for name, figures in parse_stats(result.stdout).items() if name in names}

@@ -1,6 +1,7 @@
 """The dev stack's reload latency, from a source file written to the edit served: the backend's
 reload (a route's answer) and Vite's HMR (the module it serves). One measurement, for the bench
 and for tests/integration/test_dev_stack.py."""
+
 import secrets
 import time
 from contextlib import contextmanager
@@ -35,8 +36,9 @@ def edited(path, transform):
     original = path.read_text()
     changed = transform(original)
     if changed == original:
-        raise Problem(f"{path.name} no longer has the line the reload measurement edits; "
-                      "update stackctl/bench/reload.py")
+        raise Problem(
+            f"{path.name} no longer has the line the reload measurement edits; update stackctl/bench/reload.py"
+        )
     try:
         yield changed
     finally:
@@ -61,8 +63,14 @@ def edit_until_served(tree, source, old, new, served, wait_s):
 def backend_reload(tree, backend_url, wait_s):
     """The backend's root route renamed in the copy at `tree`, until `backend_url` answers with the new name."""
     marker = f"reload-{secrets.token_hex(4)}"
-    return edit_until_served(tree, BACKEND_SOURCE, BACKEND_ROUTE, f"AppInfo(name={marker!r},",
-                             lambda: http("GET", f"{backend_url}/").json()["name"] == marker, wait_s)
+    return edit_until_served(
+        tree,
+        BACKEND_SOURCE,
+        BACKEND_ROUTE,
+        f"AppInfo(name={marker!r},",
+        lambda: http("GET", f"{backend_url}/").json()["name"] == marker,
+        wait_s,
+    )
 
 
 def vite_hmr(tree, frontend_url, wait_s):
@@ -70,5 +78,11 @@ def vite_hmr(tree, frontend_url, wait_s):
     marker = f"Todos {secrets.token_hex(4)}"
     module = f"{frontend_url}/src/App.tsx"
     http("GET", module)  # Vite has the module in its graph, as in a browser session
-    return edit_until_served(tree, FRONTEND_SOURCE, FRONTEND_HEADING, f"<h1>{marker}</h1>",
-                             lambda: marker in http("GET", module).text, wait_s)
+    return edit_until_served(
+        tree,
+        FRONTEND_SOURCE,
+        FRONTEND_HEADING,
+        f"<h1>{marker}</h1>",
+        lambda: marker in http("GET", module).text,
+        wait_s,
+    )

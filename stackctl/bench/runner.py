@@ -1,6 +1,7 @@
 """Running the bench: the sections asked for, in the copy, then the figures judged and the
 report written (stackctl.budgets); the copy is removed whatever happens, Ctrl-C and SIGTERM
 included."""
+
 import os
 import shutil
 import signal
@@ -16,8 +17,14 @@ from .machine import machine_state
 from .tree import BenchCopy
 
 # Each section, in the order they run.
-SECTIONS = {"build": builds.cold_builds, "rebuild": builds.rebuilds, "sizes": builds.sizes, "load": load,
-            "up": dev.ups, "reload": dev.reloads}
+SECTIONS = {
+    "build": builds.cold_builds,
+    "rebuild": builds.rebuilds,
+    "sizes": builds.sizes,
+    "load": load,
+    "up": dev.ups,
+    "reload": dev.reloads,
+}
 
 
 class Bench:
@@ -28,9 +35,13 @@ class Bench:
         self.copy, self.say = copy, say
         self.runs = int(config.quick_runs if quick else config.runs)
         load = config.load
-        self.load = {"duration_s": int(load.quick_duration_s if quick else load.duration_s),
-                     "connections": int(load.connections), "threads": int(load.threads),
-                     "warmup_s": int(load.warmup_s), "rows": int(load.rows)}
+        self.load = {
+            "duration_s": int(load.quick_duration_s if quick else load.duration_s),
+            "connections": int(load.connections),
+            "threads": int(load.threads),
+            "warmup_s": int(load.warmup_s),
+            "rows": int(load.rows),
+        }
         self.wait_s = float(config.wait_s)
         self.figures = Figures()
         self.notes = []
@@ -60,9 +71,11 @@ def run(c, *, quick=False, sections=(), say=print):
     log_path.parent.mkdir(parents=True, exist_ok=True)
     (ROOT / config.report).unlink(missing_ok=True)  # a failed run leaves no stale report behind
     with open(log_path, "w", buffering=1) as log, _terminate_as_interrupt():
+
         def tell(line):
             say(line)
             log.write(line + "\n")
+
         copy = BenchCopy(c, log)
         try:
             tell(f"bench: copy of the tree in {copy.path.relative_to(ROOT)}, projects {copy.name}(-prod)")
@@ -71,8 +84,9 @@ def run(c, *, quick=False, sections=(), say=print):
                 for section in sections:
                     SECTIONS[section](bench)
             except CommandTimedOut as timed_out:
-                raise Problem(f"bench: `{timed_out.result.command}` took over {timed_out.timeout} s "
-                              "(bench.command_timeout_s)") from None
+                raise Problem(
+                    f"bench: `{timed_out.result.command}` took over {timed_out.timeout} s (bench.command_timeout_s)"
+                ) from None
         except Problem as problem:
             say(f"bench: failed: {problem}; the last lines of {config.log}:")
             for line in log_path.read_text().splitlines()[-25:]:
@@ -90,8 +104,17 @@ def run(c, *, quick=False, sections=(), say=print):
     unjudged = [key for key in limits if key not in metrics]
     if unjudged:
         bench.notes.append(f"not measured in this run, so not judged: {', '.join(unjudged)}")
-    report = budgets.bench_report(metrics.values(), breaches, quick=quick, runs=bench.runs, sections=sections,
-                                  load=bench.load, machine=machine, notes=bench.notes, project=copy.name)
+    report = budgets.bench_report(
+        metrics.values(),
+        breaches,
+        quick=quick,
+        runs=bench.runs,
+        sections=sections,
+        load=bench.load,
+        machine=machine,
+        notes=bench.notes,
+        project=copy.name,
+    )
     budgets.write_json(config.report, report)
     return report
 

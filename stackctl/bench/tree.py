@@ -1,6 +1,7 @@
 """The bench's copy of the tree (copies.TreeCopy): what it runs there goes to the bench log, a
 command that fails ends the bench with a Problem, and it brings its stacks to where a section
 starts (images built, dev stack up), untimed."""
+
 import subprocess
 import time
 from contextlib import contextmanager

@@ -4,6 +4,7 @@ A run's Lua script gets DONE appended: its done() hook prints the result as one 
 (MARK, then totals, errors by kind, latency percentiles and, when the script counts them with
 COUNT_STATUSES, the responses by status), so nothing depends on the layout of wrk's
 human-readable output. DONE defines setup(): scripts must not."""
+
 import json
 import os
 import subprocess
@@ -68,15 +69,18 @@ def parse(output):
     ({status: responses}, empty unless counted)}."""
     for line in output.splitlines():
         if line.startswith(MARK):
-            data = json.loads(line[len(MARK):])
+            data = json.loads(line[len(MARK) :])
             seconds = data["duration_us"] / 1e6
             latency = data["latency_us"]
-            return {"requests": int(data["requests"]), "duration_s": seconds,
-                    "rps": data["requests"] / seconds if seconds else 0.0,
-                    **{f"{stat}_ms": latency[stat] / 1e3 for stat in ("p50", "p90", "p99", "max")},
-                    "errors": int(sum(data["errors"].values())),
-                    "error_kinds": {kind: int(n) for kind, n in data["errors"].items()},
-                    "statuses": {int(status): int(n) for status, n in data.get("statuses", {}).items()}}
+            return {
+                "requests": int(data["requests"]),
+                "duration_s": seconds,
+                "rps": data["requests"] / seconds if seconds else 0.0,
+                **{f"{stat}_ms": latency[stat] / 1e3 for stat in ("p50", "p90", "p99", "max")},
+                "errors": int(sum(data["errors"].values())),
+                "error_kinds": {kind: int(n) for kind, n in data["errors"].items()},
+                "statuses": {int(status): int(n) for status, n in data.get("statuses", {}).items()},
+            }
     raise ValueError(f"wrk printed no {MARK.strip()} line")
 
 
@@ -88,8 +92,19 @@ class Run:
     host_busy_pct: float  # share of all CPUs busy meanwhile
 
 
-def run(url, lua="", *, seconds, connections, threads=1, timeout_s=5, netns_pid=None, sample=None,
-        sample_every=0.0, log=None):
+def run(
+    url,
+    lua="",
+    *,
+    seconds,
+    connections,
+    threads=1,
+    timeout_s=5,
+    netns_pid=None,
+    sample=None,
+    sample_every=0.0,
+    log=None,
+):
     """One wrk run of `lua` (DONE appended) against `url` (127.0.0.1 only); with `netns_pid`, wrk
     runs in that process's network namespace (nsenter, root). While it runs, sample() is called
     again and again (at most every `sample_every` s) until 2 s before the end. The command and
@@ -99,8 +114,21 @@ def run(url, lua="", *, seconds, connections, threads=1, timeout_s=5, netns_pid=
     with tempfile.TemporaryDirectory(prefix="wrk-") as scripts, tempfile.TemporaryFile(mode="w+") as out:
         script = Path(scripts) / "run.lua"
         script.write_text(lua + DONE)
-        command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
-                   "--timeout", f"{timeout_s}s", "--latency", "-s", str(script), url]
+        command = [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--timeout",
+            f"{timeout_s}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ]
         if netns_pid is not None:  # 127.0.0.1 is then the one inside that network namespace
             command = ["nsenter", "-t", str(netns_pid), "-n", *command]
         cpu_before, start = cpu_times(), time.monotonic()
@@ -129,8 +157,12 @@ def run(url, lua="", *, seconds, connections, threads=1, timeout_s=5, netns_pid=
     if not result["requests"]:
         raise Problem(f"wrk completed no request against {url}")
     usage = reaped[1]
-    return Run(result, output, wrk_cpu_pct=100.0 * (usage.ru_utime + usage.ru_stime) / wall,
-               host_busy_pct=busy_pct(cpu_before, cpu_after))
+    return Run(
+        result,
+        output,
+        wrk_cpu_pct=100.0 * (usage.ru_utime + usage.ru_stime) / wall,
+        host_busy_pct=busy_pct(cpu_before, cpu_after),
+    )
 
 
 def _watch(process, start, seconds, sample, sample_every):

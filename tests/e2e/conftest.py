@@ -2,6 +2,7 @@
 download) against the session's shared dev and production stacks (tests/conftest.py), each
 a copy of the working tree with its own project names and ports. A failed test leaves a
 screenshot and the page's console log under reports/e2e/."""
+
 import re
 import time
 from pathlib import Path
@@ -13,8 +14,16 @@ from playwright.sync_api import sync_playwright
 from tests.helpers import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
 ARTIFACTS = ROOT / "reports" / "e2e"
 PORT = {"dev": "FRONTEND_PORT", "prod": "PROD_PORT"}
 PHASE_REPORTS = pytest.StashKey()
@@ -67,8 +76,9 @@ def page(browser, request):
 
     page.on("console", lambda message: console.append(f"{stamp()} {message.type}: {message.text}"))
     page.on("pageerror", lambda error: console.append(f"{stamp()} pageerror: {error}"))
-    page.on("requestfailed", lambda req: console.append(f"{stamp()} requestfailed: {req.method} {req.url} "
-                                                            f"{req.failure}"))
+    page.on(
+        "requestfailed", lambda req: console.append(f"{stamp()} requestfailed: {req.method} {req.url} {req.failure}")
+    )
     yield page
     if failed(request):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """The todo app in a real browser, on the dev stack (Vite) and the production stack (nginx):
 the page loads and shows the database connected, and a todo goes through add, done,
 reload, delete, as a user does it."""
+
 import re
 import time
 import uuid

@@ -4,6 +4,7 @@ to run a Docker engine of its own on its own /var/lib/docker volume.
 
 Everything a PristineHost makes (image, container, volume, the inner engine's cgroups) is
 named after one unique token and removed by close()."""
+
 import hashlib
 import inspect
 import json
@@ -29,10 +30,22 @@ SOURCE = "/src/todostack"  # the repository to clone, mounted read-only
 CLONE = "/srv/todo app"  # where the host clones it: a path with a space, on purpose
 # What lets an engine run inside a container on our machines (--privileged is refused):
 # /work/shared/ENVIRONMENT.md, "Docker inside Docker".
-DIND_FLAGS = ["--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
-              "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
-              "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run",
-              "-e", "DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1"]
+DIND_FLAGS = [
+    "--cap-add",
+    "ALL",
+    "--cap-drop",
+    "SYS_RESOURCE",
+    "--security-opt",
+    "seccomp=unconfined",
+    "--security-opt",
+    "apparmor=unconfined",
+    "-v",
+    "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs",
+    "/run",
+    "-e",
+    "DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1",
+]
 DOCKERD_LOGS = ["/var/log/todostack/dockerd.log", "/var/log/dockerd.log"]
 
 
@@ -53,8 +66,12 @@ def build_rootfs(suite, mirror, security, root):
     update-ca-certificates run inside (installing packages may trigger one) keeps it."""
     log = root.parent / "debootstrap.log"
     with open(log, "w") as out:
-        done = subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
-                               suite, str(root), mirror], stdout=out, stderr=subprocess.STDOUT, timeout=900)
+        done = subprocess.run(
+            ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", suite, str(root), mirror],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=900,
+        )
     assert done.returncode == 0, f"debootstrap {suite} from {mirror} failed:\n{tail(log.read_text())}"
     sources = [f"deb {mirror} {suite} main", f"deb {mirror} {suite}-updates main"]
     if security:
@@ -84,8 +101,11 @@ def rootfs_tarball(suite):
     work = Path(tempfile.mkdtemp(prefix=f"rootfs-{suite}-", dir=CACHE))
     try:
         build_rootfs(suite, mirror, security, work / "root")
-        subprocess.run(["tar", "--numeric-owner", "--xattrs", "-C", work / "root", "-cf", work / "rootfs.tar", "."],
-                       check=True, timeout=300)
+        subprocess.run(
+            ["tar", "--numeric-owner", "--xattrs", "-C", work / "root", "-cf", work / "rootfs.tar", "."],
+            check=True,
+            timeout=300,
+        )
         for stale in CACHE.glob(f"rootfs-{suite}-*.tar"):
             stale.unlink()
         (work / "rootfs.tar").replace(tarball)
@@ -120,8 +140,11 @@ class Run:
         return f"Run({self.command!r}, returncode={self.returncode})"
 
     def describe(self):
-        status = f"timed out after {self.seconds:.0f} s" if self.returncode is None \
+        status = (
+            f"timed out after {self.seconds:.0f} s"
+            if self.returncode is None
             else f"exited {self.returncode} after {self.seconds:.0f} s"
+        )
         return f"`{self.command}` {status}:\n{tail(self.stdout + self.stderr)}"
 
 
@@ -141,10 +164,22 @@ class PristineHost:
         docker("volume", "create", self.name)
         self.started = True
         # The default bridge reaches the mirrors and PyPI; no port is published on this machine.
-        docker("run", "-d", "--name", self.name, "--hostname", self.suite, *DIND_FLAGS,
-               "-v", f"{self.name}:/var/lib/docker",
-               "--mount", f"type=bind,src={repository},dst={SOURCE},readonly",
-               self.image, "sleep", "infinity")
+        docker(
+            "run",
+            "-d",
+            "--name",
+            self.name,
+            "--hostname",
+            self.suite,
+            *DIND_FLAGS,
+            "-v",
+            f"{self.name}:/var/lib/docker",
+            "--mount",
+            f"type=bind,src={repository},dst={SOURCE},readonly",
+            self.image,
+            "sleep",
+            "infinity",
+        )
         # Environment of this nested machine, not part of the command under test: the inner
         # engine must put its containers under a cgroup of its own (cgroup v1 here), or they
         # land in the outer engine's cgroups. A plain `dockerd` (which the provisioning
@@ -154,8 +189,12 @@ class PristineHost:
         assert cloned.ok, cloned.describe()
 
     def put(self, path, text):
-        written = self.run(f"mkdir -p {shlex.quote(str(Path(path).parent))} && cat >{shlex.quote(path)}",
-                           cwd="/", stdin=text, timeout=30)
+        written = self.run(
+            f"mkdir -p {shlex.quote(str(Path(path).parent))} && cat >{shlex.quote(path)}",
+            cwd="/",
+            stdin=text,
+            timeout=30,
+        )
         assert written.ok, written.describe()
 
     def run(self, command, *, timeout, cwd=CLONE, user=None, env=None, log=None, stdin=None):
@@ -174,13 +213,23 @@ class PristineHost:
                 done = subprocess.run(args, capture_output=True, text=True, input=stdin or "", timeout=timeout)
                 return Run(command, done.returncode, done.stdout, done.stderr, time.monotonic() - started)
             except subprocess.TimeoutExpired as expired:
-                stdout, stderr = (out.decode(errors="replace") if isinstance(out, bytes) else out or ""
-                                  for out in (expired.stdout, expired.stderr))
+                stdout, stderr = (
+                    out.decode(errors="replace") if isinstance(out, bytes) else out or ""
+                    for out in (expired.stdout, expired.stderr)
+                )
                 return Run(command, None, stdout, stderr, time.monotonic() - started)
         lines, timed_out = [], threading.Event()
-        with open(self.logs / f"{log}.log", "w") as out, \
-                subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                 text=True, errors="replace") as process:
+        with (
+            open(self.logs / f"{log}.log", "w") as out,
+            subprocess.Popen(
+                args,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+            ) as process,
+        ):
             process.stdin.write(stdin or "")
             process.stdin.close()
             timer = threading.Timer(timeout, lambda: (timed_out.set(), process.kill()))
@@ -202,8 +251,12 @@ class PristineHost:
     def diagnostics(self):
         """The inner engine's last log lines and containers, for failure messages."""
         logs = " ".join(DOCKERD_LOGS)
-        found = self.run(f"for f in {logs}; do [ -f $f ] && echo \"--- $f\" && tail -n 20 $f; done; "
-                         "echo '--- docker ps -a'; timeout 10 docker ps -a 2>&1 || true", cwd="/", timeout=30)
+        found = self.run(
+            f'for f in {logs}; do [ -f $f ] && echo "--- $f" && tail -n 20 $f; done; '
+            "echo '--- docker ps -a'; timeout 10 docker ps -a 2>&1 || true",
+            cwd="/",
+            timeout=30,
+        )
         return found.stdout + found.stderr
 
     def failure(self, run):
@@ -215,14 +268,17 @@ class PristineHost:
         if not self.started:
             subprocess.run(["docker", "rmi", self.image], capture_output=True)
             return
-        self.run("if timeout 10 docker info >/dev/null 2>&1; then "
-                 "  docker ps -aq | xargs -r docker rm -f >/dev/null 2>&1; fi; "
-                 # dockerd ends as a zombie: `sleep infinity`, PID 1 here, reaps nothing.
-                 "pid=$(cat /var/run/docker.pid 2>/dev/null) && kill $pid && for _ in $(seq 30); do "
-                 "  state=$(awk '/^State:/ {print $2}' /proc/$pid/status 2>/dev/null); "
-                 "  [ -n \"$state\" ] && [ \"$state\" != Z ] || break; sleep 1; done; "
-                 f"for d in /sys/fs/cgroup/*/{self.name}; do "
-                 "  [ -d $d ] && find $d -depth -type d -exec rmdir {} + 2>/dev/null; done; true",
-                 cwd="/", timeout=120)
+        self.run(
+            "if timeout 10 docker info >/dev/null 2>&1; then "
+            "  docker ps -aq | xargs -r docker rm -f >/dev/null 2>&1; fi; "
+            # dockerd ends as a zombie: `sleep infinity`, PID 1 here, reaps nothing.
+            "pid=$(cat /var/run/docker.pid 2>/dev/null) && kill $pid && for _ in $(seq 30); do "
+            "  state=$(awk '/^State:/ {print $2}' /proc/$pid/status 2>/dev/null); "
+            '  [ -n "$state" ] && [ "$state" != Z ] || break; sleep 1; done; '
+            f"for d in /sys/fs/cgroup/*/{self.name}; do "
+            "  [ -d $d ] && find $d -depth -type d -exec rmdir {} + 2>/dev/null; done; true",
+            cwd="/",
+            timeout=120,
+        )
         for args in (["rm", "-f", self.name], ["volume", "rm", self.name], ["rmi", self.image]):
             subprocess.run(["docker", *args], capture_output=True, timeout=300)

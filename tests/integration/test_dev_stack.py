@@ -2,6 +2,7 @@
 input, both test suites in their containers, hot reload, exec and logs. On the session's
 shared dev stack (tests/conftest.py); what takes a stack down or resets it is in
 test_dev_lifecycle.py, on a stack of its own."""
+
 import socket
 
 import pytest
@@ -37,12 +38,15 @@ def test_the_backend_port_trims_titles_and_lists_newest_first(stack):
         assert api(stack, "DELETE", f"/api/v1/todos/{item['id']}", via="FRONTEND_PORT").status_code == 204
 
 
-@pytest.mark.parametrize("body, field", [
-    ('{"title": ', None),
-    ('{"title": "x", "owner": "me"}', "owner"),
-    ('{"title": "' + "x" * 201 + '"}', "title"),
-    ('{"title": "   "}', "title"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ('{"title": ', None),
+        ('{"title": "x", "owner": "me"}', "owner"),
+        ('{"title": "' + "x" * 201 + '"}', "title"),
+        ('{"title": "   "}', "title"),
+    ],
+)
 def test_bad_request_bodies_get_422_with_field_errors(stack, body, field):
     response = api(stack, "POST", "/api/v1/todos", data=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 422
@@ -82,17 +86,21 @@ def assert_reloads_without_restart(stack, measure, service, probe, via, figure):
 
 
 def test_backend_reloads_an_edited_route_without_restart(stack, measure):
-    assert reload.BACKEND_ROUTE in (stack.path / reload.BACKEND_SOURCE).read_text(), \
+    assert reload.BACKEND_ROUTE in (stack.path / reload.BACKEND_SOURCE).read_text(), (
         "the root route changed shape; update this test"
-    assert_reloads_without_restart(stack, measure, "backend", reload.backend_reload, "BACKEND_PORT",
-                                   "dev: backend reload (write -> new response)")
+    )
+    assert_reloads_without_restart(
+        stack, measure, "backend", reload.backend_reload, "BACKEND_PORT", "dev: backend reload (write -> new response)"
+    )
 
 
 def test_vite_serves_an_edited_module_without_restart(stack, measure):
-    assert reload.FRONTEND_HEADING in (stack.path / reload.FRONTEND_SOURCE).read_text(), \
+    assert reload.FRONTEND_HEADING in (stack.path / reload.FRONTEND_SOURCE).read_text(), (
         "the heading changed; update this test"
-    assert_reloads_without_restart(stack, measure, "frontend", reload.vite_hmr, "FRONTEND_PORT",
-                                   "dev: Vite HMR (write -> updated module)")
+    )
+    assert_reloads_without_restart(
+        stack, measure, "frontend", reload.vite_hmr, "FRONTEND_PORT", "dev: Vite HMR (write -> updated module)"
+    )
 
 
 def test_exec_runs_with_the_stack_up(stack):
@@ -100,8 +108,9 @@ def test_exec_runs_with_the_stack_up(stack):
 
 
 def test_logs_of_an_unknown_service_lists_the_real_ones(stack):
-    assert_one_line_failure(stack.inv("logs", "-s", "nosuch"),
-                            "unknown service nosuch: choose from postgres, backend, frontend")
+    assert_one_line_failure(
+        stack.inv("logs", "-s", "nosuch"), "unknown service nosuch: choose from postgres, backend, frontend"
+    )
 
 
 def test_up_refuses_a_busy_port_naming_who_holds_it(stack):

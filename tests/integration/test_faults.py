@@ -6,6 +6,7 @@ Which ways of killing the backend its restart policy (`unless-stopped`) honours,
 Engine 20.10: the main process exiting by itself (here `kill 1` from inside the container,
 or a crash) is restarted; `docker kill`, whatever the signal, counts as stopping it by hand,
 like `docker stop`, and leaves it down."""
+
 import subprocess
 import time
 import uuid
@@ -96,10 +97,13 @@ def test_database_down_gives_fast_503s_and_the_backend_recovers_without_restarti
             assert response.status_code == 503, response.text
             assert response.json()["database"] == "unavailable" and response.json()["status"] == "degraded"
         api_seconds = []
-        for method, path, body in [("GET", "/api/v1/todos", None), ("POST", "/api/v1/todos", {"title": "lost"}),
-                                   ("GET", f"/api/v1/todos/{before[0]['id']}", None),
-                                   ("PATCH", f"/api/v1/todos/{before[0]['id']}", {"done": True}),
-                                   ("DELETE", f"/api/v1/todos/{before[1]['id']}", None)]:
+        for method, path, body in [
+            ("GET", "/api/v1/todos", None),
+            ("POST", "/api/v1/todos", {"title": "lost"}),
+            ("GET", f"/api/v1/todos/{before[0]['id']}", None),
+            ("PATCH", f"/api/v1/todos/{before[0]['id']}", {"done": True}),
+            ("DELETE", f"/api/v1/todos/{before[1]['id']}", None),
+        ]:
             response, seconds = timed(method, origin + path, json=body)
             api_seconds.append(seconds)
             assert_clean_503(response)
@@ -130,8 +134,9 @@ def test_backend_process_exiting_is_restarted_by_the_restart_policy(stack, measu
     start = time.monotonic()
     # uvicorn's master is PID 1: SIGTERM makes it shut down and exit; no `docker stop` involved.
     docker("exec", backend, "sh", "-c", "kill 1")
-    restarted = wait_until(lambda: stack.inspect("backend", prod=True)["RestartCount"] > before["RestartCount"],
-                           timeout=30)
+    restarted = wait_until(
+        lambda: stack.inspect("backend", prod=True)["RestartCount"] > before["RestartCount"], timeout=30
+    )
     assert restarted is not None, "the restart policy did not restart the backend"
     measure("faults: backend exit -> restarted by the policy", restarted, "s")
     back = wait_until(lambda: container_healthy(stack, "backend") and healthy(stack), timeout=90, interval=0.5)
@@ -175,8 +180,11 @@ def test_docker_restart_of_every_container_keeps_the_data(stack):
     running = docker("ps", "-q", "--filter", f"label=com.docker.compose.project={stack.prod_project}").stdout.split()
     assert len(running) == 3, running  # postgres, backend, frontend (migrate has exited)
     docker("restart", *running)
-    back = wait_until(lambda: all(container_healthy(stack, s) for s in ("postgres", "backend", "frontend"))
-                      and healthy(stack), timeout=120, interval=0.5)
+    back = wait_until(
+        lambda: all(container_healthy(stack, s) for s in ("postgres", "backend", "frontend")) and healthy(stack),
+        timeout=120,
+        interval=0.5,
+    )
     assert back is not None, "the stack did not come back healthy after docker restart"
     assert_still_there(stack, todos)
     assert_round_trip(stack)

@@ -2,6 +2,7 @@
 origin: schemathesis derives requests from the OpenAPI document (valid and invalid ones)
 and no response may be a server error; oversized and malformed bodies are refused with
 clean 4xx answers, by nginx and by the backend itself."""
+
 import collections
 import json
 import subprocess
@@ -54,8 +55,9 @@ class Tally:
         self.statuses[response.status_code] += 1
         self.per_operation[label] += 1
         if response.status_code >= 500:
-            self.server_errors.append(f"{response.status_code} {label}: {response.text[:200]}\n"
-                                      f"    {case.as_curl_command()}")
+            self.server_errors.append(
+                f"{response.status_code} {label}: {response.text[:200]}\n    {case.as_curl_command()}"
+            )
         if "Traceback" in response.text:
             self.tracebacks.append(f"{label}: {case.as_curl_command()}")
 
@@ -65,13 +67,19 @@ def sender(operation, mode, origin, session, tally):
     label = f"{operation.label} ({mode.value})"
 
     @seed(SEED)
-    @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
-              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=operation.as_strategy(generation_mode=mode))
     def send(case):
         if tally.exhausted():
             return
         tally.record(label, case, case.call(base_url=origin, session=session, timeout=15))
+
     return send
 
 
@@ -124,6 +132,7 @@ def test_a_body_over_one_mebibyte_is_refused_by_the_frontend_origin(stack):
     def chunks():  # no Content-Length: sent chunked, counted as it arrives
         for _ in range(MAX_BODY // 65536 + 2):
             yield b"x" * 65536
+
     assert_refused_as_too_large(api(stack, "POST", "/api/v1/todos", data=chunks(), headers=headers))
     # At the limit the body gets through to validation: the limit is where it should be.
     at_limit = api(stack, "POST", "/api/v1/todos", data=title_body(MAX_BODY), headers=headers)
@@ -149,8 +158,12 @@ print(json.dumps({"status": response.status, "type": response.getheader("Content
 
 
 def test_a_body_over_one_mebibyte_is_refused_by_the_backend_itself(stack):
-    result = subprocess.run(["docker", "exec", stack.container("backend", prod=True), "python", "-c", DIRECT,
-                             str(MAX_BODY + 1)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["docker", "exec", stack.container("backend", prod=True), "python", "-c", DIRECT, str(MAX_BODY + 1)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert answer["status"] == 413 and answer["type"] == "application/json", answer
@@ -169,5 +182,8 @@ def test_wrong_field_types_are_422_naming_each_field(stack):
     response = api(stack, "POST", "/api/v1/todos", json={"title": 5, "done": "yes", "colour": "red"})
     assert response.status_code == 422, response.text
     fields = {tuple(error["loc"]): error["type"] for error in response.json()["detail"]}
-    assert fields == {("body", "title"): "string_type", ("body", "done"): "bool_type",
-                      ("body", "colour"): "extra_forbidden"}
+    assert fields == {
+        ("body", "title"): "string_type",
+        ("body", "done"): "bool_type",
+        ("body", "colour"): "extra_forbidden",
+    }

@@ -2,6 +2,7 @@
 for 20 seconds, reading the list and creating todos, get nothing but 2xx answers; every
 todo they created is in the database; afterwards the database connections go back to
 what the backend's pools keep (WEB_CONCURRENCY workers x DB_POOL_SIZE each)."""
+
 import shutil
 import subprocess
 import time
@@ -19,7 +20,9 @@ WAIT_FOR_POOL_S = 30  # bounded wait for overflow connections to be closed
 
 # The harness (stackctl.bench.wrk, as the bench uses it) drives the load with this request
 # mix, and counts the statuses; its done() hook prints the result.
-MIX = f"local post_every = {POST_EVERY}\n" + """
+MIX = (
+    f"local post_every = {POST_EVERY}\n"
+    + """
 local counter = 0
 
 function request()
@@ -30,7 +33,9 @@ function request()
   end
   return wrk.format("GET", "/api/v1/todos")
 end
-""" + wrk.COUNT_STATUSES
+"""
+    + wrk.COUNT_STATUSES
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +46,23 @@ def stack(prod_stack):
 def psql(stack, query):
     """One value from the stack's database, as the user and database of the copy's .env."""
     env = read_env(stack.path / ".env")
-    result = subprocess.run(["docker", "exec", stack.container("postgres", prod=True), "psql",
-                             "-U", env.get("POSTGRES_USER") or "app", "-d", env.get("POSTGRES_DB") or "app",
-                             "-tAc", query], capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [
+            "docker",
+            "exec",
+            stack.container("postgres", prod=True),
+            "psql",
+            "-U",
+            env.get("POSTGRES_USER") or "app",
+            "-d",
+            env.get("POSTGRES_DB") or "app",
+            "-tAc",
+            query,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 0, result.stderr
     return int(result.stdout.strip())
 
@@ -51,8 +70,11 @@ def psql(stack, query):
 def client_connections(stack):
     """The backend's connections: client backends on the app's database, psql's own left out."""
     database = read_env(stack.path / ".env").get("POSTGRES_DB") or "app"
-    return psql(stack, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                       f"'{database}' AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
+    return psql(
+        stack,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+        f"'{database}' AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+    )
 
 
 def backend_setting(stack, name, default):
@@ -64,8 +86,16 @@ def backend_setting(stack, name, default):
 def run_wrk(stack, peaks):
     """The load, sampling the database connections (into `peaks`) about every second meanwhile."""
     assert shutil.which("wrk"), "wrk not found: `inv setup --test-tools` installs it"
-    return wrk.run(stack.url("PROD_PORT") + "/", MIX, seconds=SECONDS, connections=CLIENTS, threads=2,
-                   timeout_s=10, sample=lambda: peaks.append(client_connections(stack)), sample_every=1)
+    return wrk.run(
+        stack.url("PROD_PORT") + "/",
+        MIX,
+        seconds=SECONDS,
+        connections=CLIENTS,
+        threads=2,
+        timeout_s=10,
+        sample=lambda: peaks.append(client_connections(stack)),
+        sample_every=1,
+    )
 
 
 def test_fifty_clients_for_twenty_seconds_get_only_2xx_and_the_pool_shrinks_back(stack, measure, tmp_path):
@@ -104,6 +134,8 @@ def test_fifty_clients_for_twenty_seconds_get_only_2xx_and_the_pool_shrinks_back
             break
         time.sleep(1)
     measure("load: DB connections after", counts[-1], "connections")
-    assert counts[-1] <= pool_limit, (f"{counts[-1]} database connections {WAIT_FOR_POOL_S} s after the load; "
-                                      f"the pools keep at most {pool_limit}: {counts}")
+    assert counts[-1] <= pool_limit, (
+        f"{counts[-1]} database connections {WAIT_FOR_POOL_S} s after the load; "
+        f"the pools keep at most {pool_limit}: {counts}"
+    )
     assert http("GET", origin + "/health").json()["status"] == "ok"

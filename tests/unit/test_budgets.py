@@ -11,9 +11,17 @@ from tests.helpers import project_config
 
 
 def measure(**overrides):
-    figures = dict(service="backend", image="todostack/backend:latest", size_mb=150.0,
-                   base_image="python:3.13-slim", base_mb=120.0, build_s=30.0,
-                   budget_total_mb=200, budget_over_base_mb=80, budget_build_s=60)
+    figures = dict(
+        service="backend",
+        image="todostack/backend:latest",
+        size_mb=150.0,
+        base_image="python:3.13-slim",
+        base_mb=120.0,
+        build_s=30.0,
+        budget_total_mb=200,
+        budget_over_base_mb=80,
+        budget_build_s=60,
+    )
     return budgets.ImageMeasure(**{**figures, **overrides})
 
 
@@ -23,8 +31,11 @@ def test_within_budget_has_no_breach():
 
 def test_each_budget_can_be_breached():
     judged = budgets.judge(measure(size_mb=250.0, build_s=61.0))
-    assert judged.breaches == ["size 250.0 MB > budget 200 MB", "over base 130.0 MB > budget 80 MB",
-                               "build time 61.0 s > budget 60 s"]
+    assert judged.breaches == [
+        "size 250.0 MB > budget 200 MB",
+        "over base 130.0 MB > budget 80 MB",
+        "build time 61.0 s > budget 60 s",
+    ]
 
 
 def test_unknown_base_or_budget_is_not_judged():
@@ -33,8 +44,12 @@ def test_unknown_base_or_budget_is_not_judged():
 
 
 def test_table_shows_figures_and_verdicts():
-    text = budgets.table([budgets.judge(measure()), budgets.judge(measure(service="frontend",
-                          image="todostack/frontend:latest", size_mb=300.0))])
+    text = budgets.table(
+        [
+            budgets.judge(measure()),
+            budgets.judge(measure(service="frontend", image="todostack/frontend:latest", size_mb=300.0)),
+        ]
+    )
     lines = text.splitlines()
     assert lines[0].split()[:3] == ["image", "size", "MB"]
     assert "150.0" in lines[2] and "30.0" in lines[2] and lines[2].endswith("ok")
@@ -66,8 +81,9 @@ def build_task(monkeypatch):
     monkeypatch.setattr(stack, "check_services", lambda c, target, wanted: ["backend"])
     monkeypatch.setattr(images, "built_images", lambda c, target: {"backend": "todostack/backend:latest"})
     monkeypatch.setattr(images, "build_one", lambda c, target, service, no_cache: 200.0)
-    monkeypatch.setattr(images, "measure", lambda c, service, image, build_s: measure(build_s=build_s,
-                                                                                        budget_build_s=None))
+    monkeypatch.setattr(
+        images, "measure", lambda c, service, image, build_s: measure(build_s=build_s, budget_build_s=None)
+    )
     monkeypatch.setattr(budgets, "write_report", lambda path, measures, **context: written.extend(measures) or path)
     return lambda **flags: tasks.build(MockContext(config=project_config()), prod=True, **flags), written
 
@@ -93,13 +109,19 @@ def test_one_cold_build_budget_the_bench_total():
 
 
 def test_built_images_one_service_per_image():
-    config = {"services": {"postgres": {"image": "postgres:17"},
-                           "migrate": {"image": "todostack/backend:latest", "build": {}},
-                           "backend": {"image": "todostack/backend:latest", "build": {}},
-                           "frontend": {"build": {}}}}
+    config = {
+        "services": {
+            "postgres": {"image": "postgres:17"},
+            "migrate": {"image": "todostack/backend:latest", "build": {}},
+            "backend": {"image": "todostack/backend:latest", "build": {}},
+            "frontend": {"build": {}},
+        }
+    }
     c = MockContext(config=project_config(), run=Result(stdout=json.dumps(config)), repeat=True)
-    assert images.built_images(c, stack_target(c, prod=True)) == {"backend": "todostack/backend:latest",
-                                                 "frontend": "todostack-prod-frontend"}
+    assert images.built_images(c, stack_target(c, prod=True)) == {
+        "backend": "todostack/backend:latest",
+        "frontend": "todostack-prod-frontend",
+    }
 
 
 def test_container_status():
@@ -110,6 +132,7 @@ def test_container_status():
 
 
 # -- the bench's medians -------------------------------------------------------
+
 
 def figures(**samples):
     """Figures with these samples per key; unit s for keys ending in _s, else req/s."""
@@ -125,18 +148,36 @@ def judge(measured, limits):
 
 
 def bench_report(measured, breaches, notes=()):
-    return budgets.bench_report(measured.metrics.values(), breaches, quick=True, runs=1, sections=["reload"],
-                                load={"duration_s": 5, "connections": 20, "threads": 1, "warmup_s": 2, "rows": 20},
-                                machine={"cpus": 2, "memory_gib": 23.5, "docker": "20.10.24", "compose": "2.40.0",
-                                         "kernel": "6.1", "loadavg_start": 1.5, "other_containers": 3},
-                                notes=list(notes))
+    return budgets.bench_report(
+        measured.metrics.values(),
+        breaches,
+        quick=True,
+        runs=1,
+        sections=["reload"],
+        load={"duration_s": 5, "connections": 20, "threads": 1, "warmup_s": 2, "rows": 20},
+        machine={
+            "cpus": 2,
+            "memory_gib": 23.5,
+            "docker": "20.10.24",
+            "compose": "2.40.0",
+            "kernel": "6.1",
+            "loadavg_start": 1.5,
+            "other_containers": 3,
+        },
+        notes=list(notes),
+    )
 
 
 def test_budgets_hold_the_median():
-    measured = figures(rebuild_backend_s=[9.0, 30.0, 8.0], api_list_via_frontend_rps=[900.0, 1200.0, 1100.0],
-                       vite_hmr_s=[0.9, 1.5, 1.2])
-    breaches = judge(measured, {"rebuild_backend_s": {"max": 10}, "api_list_via_frontend_rps": {"min": 1000},
-                                "vite_hmr_s": {"max": 1}})
+    measured = figures(
+        rebuild_backend_s=[9.0, 30.0, 8.0],
+        api_list_via_frontend_rps=[900.0, 1200.0, 1100.0],
+        vite_hmr_s=[0.9, 1.5, 1.2],
+    )
+    breaches = judge(
+        measured,
+        {"rebuild_backend_s": {"max": 10}, "api_list_via_frontend_rps": {"min": 1000}, "vite_hmr_s": {"max": 1}},
+    )
     assert breaches == ["vite_hmr_s 1.2 s > 1 s"]
     metrics = measured.metrics
     assert metrics["rebuild_backend_s"].verdict == "ok" and metrics["api_list_via_frontend_rps"].verdict == "ok"
@@ -167,9 +208,19 @@ def test_json_report_has_every_figure_with_median_min_max_and_samples(tmp_path):
     data = json.loads(budgets.write_json(tmp_path / "bench.json", bench_report(measured, breaches)).read_text())
     assert data["ok"] is True and data["breaches"] == [] and data["mode"] == "quick"
     assert data["metrics"]["backend_reload_s"] == {
-        "label": "backend reload s", "unit": "s", "section": "test", "samples": [1.0, 3.0, 2.0],
-        "budget": {"max": 2}, "verdict": "ok", "errors": 0, "requests": 0,
-        "median": 2.0, "min": 1.0, "max": 3.0, "runs": 3}
+        "label": "backend reload s",
+        "unit": "s",
+        "section": "test",
+        "samples": [1.0, 3.0, 2.0],
+        "budget": {"max": 2},
+        "verdict": "ok",
+        "errors": 0,
+        "requests": 0,
+        "median": 2.0,
+        "min": 1.0,
+        "max": 3.0,
+        "runs": 3,
+    }
     assert data["metrics"]["vite_hmr_s"]["budget"] is None
     assert json.loads(budgets.as_json(bench_report(measured, breaches)))["metrics"] == data["metrics"]
 
@@ -181,8 +232,23 @@ def test_table_lists_each_figure_under_its_section_with_its_verdict():
     assert "2 CPUs" in lines[0] and "quick" in lines[0] and "Docker 20.10.24" in lines[0]
     assert lines[2].split() == ["metric", "median", "min", "max", "unit", "budget", "verdict"]
     assert lines[4] == "[test]"
-    assert lines[5].split() == ["backend", "reload", "s", "2.5", "2.5", "2.5", "s", "<=", "2",
-                                "BREACH:", "2.5", "s", ">", "2", "s"]
+    assert lines[5].split() == [
+        "backend",
+        "reload",
+        "s",
+        "2.5",
+        "2.5",
+        "2.5",
+        "s",
+        "<=",
+        "2",
+        "BREACH:",
+        "2.5",
+        "s",
+        ">",
+        "2",
+        "s",
+    ]
     assert lines[6].split() == ["vite", "hmr", "s", "0.25", "0.25", "0.25", "s", "-"]
     assert lines[-2] == "note: backend direct: skipped"
     assert lines[-1] == "budgets: BREACHED: backend_reload_s 2.5 s > 2 s"

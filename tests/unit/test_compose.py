@@ -11,8 +11,9 @@ def context(tmp_path, env_text=None, **dev):
     env_file = tmp_path / ".env"
     if env_text is not None:
         env_file.write_text(env_text)
-    config = project_config(stack={"env_file": str(env_file), "targets": {"dev": dev}} if dev
-                            else {"env_file": str(env_file)})
+    config = project_config(
+        stack={"env_file": str(env_file), "targets": {"dev": dev}} if dev else {"env_file": str(env_file)}
+    )
     return MockContext(config=config, run=Result(), repeat=True)
 
 

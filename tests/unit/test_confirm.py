@@ -1,4 +1,5 @@
 """Tasks that destroy data ask first, and refuse without a terminal unless --yes is given."""
+
 import io
 
 import pytest
@@ -26,12 +27,16 @@ def no_stack_checks(monkeypatch):
     monkeypatch.setattr(tasks, "_ready", lambda c, prod=False: stack_target(c, prod))
 
 
-@pytest.mark.parametrize("task, consequence", [
-    (tasks.downgrade, "downgrade to -1 drops the tables and columns of the reverted migrations, with their data"),
-    (tasks.reset, "reset deletes the database volume"),
-])
+@pytest.mark.parametrize(
+    "task, consequence",
+    [
+        (tasks.downgrade, "downgrade to -1 drops the tables and columns of the reverted migrations, with their data"),
+        (tasks.reset, "reset deletes the database volume"),
+    ],
+)
 def test_without_a_terminal_destructive_tasks_refuse_before_running_anything(
-        monkeypatch, no_stack_checks, task, consequence):
+    monkeypatch, no_stack_checks, task, consequence
+):
     monkeypatch.setattr("sys.stdin", Stdin())
     with pytest.raises(Problem, match=f"^{consequence}; rerun with --yes to confirm$"):
         task(MockContext(config=project_config()))

@@ -1,4 +1,5 @@
 """An isolated copy of the tree: its own project names, free ports and image tag, the same files."""
+
 import os
 import shutil
 import subprocess
@@ -45,10 +46,18 @@ def test_its_targets_are_its_own_projects_on_its_own_files(copy):
 
 def test_inv_in_the_copy_sees_the_same_targets(copy):
     """The environment it runs `inv` with makes the tasks there choose the copy's projects."""
-    probe = ("from invoke import Config; from stackctl.compose import stack_target; from invoke import Context;"
-             "c = Config(project_location='.'); c.load_project(); c.load_shell_env();"
-             "x = Context(c); print(stack_target(x).project, stack_target(x, True).project)")
-    result = subprocess.run([sys.executable, "-c", probe], cwd=copy.path, capture_output=True, text=True,
-                            env={**os.environ, **copy.env}, check=True)
+    probe = (
+        "from invoke import Config; from stackctl.compose import stack_target; from invoke import Context;"
+        "c = Config(project_location='.'); c.load_project(); c.load_shell_env();"
+        "x = Context(c); print(stack_target(x).project, stack_target(x, True).project)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=copy.path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **copy.env},
+        check=True,
+    )
     assert result.stdout.split() == [copy.name, f"{copy.name}-prod"]
     assert stack_target(Context(project_config())).project == "todostack"

@@ -1,4 +1,5 @@
 """The README documents every task, and CI runs exactly the README's test command."""
+
 from invoke import Collection
 
 import tasks

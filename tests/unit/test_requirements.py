@@ -1,4 +1,5 @@
 """requirements.txt locks what requirements.in names, each package with its digests."""
+
 import re
 
 from tests.helpers import ROOT
@@ -22,5 +23,6 @@ def test_the_lock_pins_every_named_package_at_its_version():
 def test_every_locked_package_carries_a_digest():
     entries = re.split(r"\n(?=[A-Za-z0-9])", (ROOT / "requirements.txt").read_text())
     packages = [entry for entry in entries if PIN.match(entry)]
-    assert packages and all(re.search(r"--hash=sha256:[0-9a-f]{64}", entry) for entry in packages), \
-        [entry.split()[0] for entry in packages if "--hash=sha256:" not in entry]
+    assert packages and all(re.search(r"--hash=sha256:[0-9a-f]{64}", entry) for entry in packages), [
+        entry.split()[0] for entry in packages if "--hash=sha256:" not in entry
+    ]

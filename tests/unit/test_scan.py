@@ -58,16 +58,16 @@ def test_root_users(user):
 
 def test_no_user_key_is_root_and_non_root_users_pass():
     assert scan.check_user("img", {})[0].message == "runs as root (no USER set): add a non-root USER"
-    assert scan.check_user("img", {"User": "root:0"})[0].message == \
-        "runs as root (USER root:0): add a non-root USER"
+    assert scan.check_user("img", {"User": "root:0"})[0].message == "runs as root (USER root:0): add a non-root USER"
     for user in ["app", "1000", "1000:0", "65534:65534", "101"]:
         assert scan.check_user("img", {"User": user}) == []
 
 
 @pytest.mark.parametrize("healthcheck", [None, {}, {"Test": []}, {"Test": ["NONE"]}])
 def test_missing_or_disabled_healthcheck(healthcheck):
-    assert scan.check_healthcheck("img", {"Healthcheck": healthcheck}) == \
-        [scan.Finding("img", "healthcheck", "no HEALTHCHECK in the image")]
+    assert scan.check_healthcheck("img", {"Healthcheck": healthcheck}) == [
+        scan.Finding("img", "healthcheck", "no HEALTHCHECK in the image")
+    ]
 
 
 def test_healthcheck_present():
@@ -75,12 +75,18 @@ def test_healthcheck_present():
 
 
 def test_secrets_in_config_fields_named_without_the_value():
-    config = {"Env": ["PATH=/usr/bin", f"TOKEN={SECRET}"], "Labels": {"a": "b", "c": f"x{SECRET}y"},
-              "Cmd": ["app", "--key", SECRET], "Entrypoint": None, "User": SECRET,
-              "Healthcheck": {"Test": ["CMD", "curl", "-H", f"Authorization: {SECRET}"]}}
+    config = {
+        "Env": ["PATH=/usr/bin", f"TOKEN={SECRET}"],
+        "Labels": {"a": "b", "c": f"x{SECRET}y"},
+        "Cmd": ["app", "--key", SECRET],
+        "Entrypoint": None,
+        "User": SECRET,
+        "Healthcheck": {"Test": ["CMD", "curl", "-H", f"Authorization: {SECRET}"]},
+    }
     findings = scan.check_config_secrets("img", config, SECRETS)
-    assert [f.message for f in findings] == [f"value of POSTGRES_PASSWORD in config {field}"
-                                             for field in ("Env", "Labels", "Cmd", "Healthcheck")]
+    assert [f.message for f in findings] == [
+        f"value of POSTGRES_PASSWORD in config {field}" for field in ("Env", "Labels", "Cmd", "Healthcheck")
+    ]
     assert scan.check_config_secrets("img", {"Env": ["SHORT=abc1234"]}, SECRETS) == []
 
 
@@ -89,61 +95,71 @@ def test_secret_in_a_label_name():
 
 
 def test_secrets_in_history_by_step():
-    history = [{"created_by": "/bin/sh -c #(nop) ADD file:abc in /"},
-               {"created_by": "ARG TOKEN", "empty_layer": True},
-               {"created_by": f"RUN |1 TOKEN={SECRET} /bin/sh -c echo $TOKEN # buildkit"},
-               {"comment": "no created_by"},
-               {"created_by": "RUN |1 SHORT=abc1234 /bin/sh -c true"}]
-    assert [str(f) for f in scan.check_history_secrets("img", history, SECRETS)] == \
-        ["img: secret: value of POSTGRES_PASSWORD in history step 3 of 5"]
+    history = [
+        {"created_by": "/bin/sh -c #(nop) ADD file:abc in /"},
+        {"created_by": "ARG TOKEN", "empty_layer": True},
+        {"created_by": f"RUN |1 TOKEN={SECRET} /bin/sh -c echo $TOKEN # buildkit"},
+        {"comment": "no created_by"},
+        {"created_by": "RUN |1 SHORT=abc1234 /bin/sh -c true"},
+    ]
+    assert [str(f) for f in scan.check_history_secrets("img", history, SECRETS)] == [
+        "img: secret: value of POSTGRES_PASSWORD in history step 3 of 5"
+    ]
 
 
 def test_layer_walk_flags_env_files_keys_and_secrets():
-    findings = scan_files({
-        "app": None,
-        "app/.env": f"POSTGRES_PASSWORD={SECRET}\n".encode(),
-        "app/.env.production": b"DEBUG=false\n",
-        "app/.env.example": b"POSTGRES_PASSWORD=\n",
-        "app/settings.py": f"KEY = '{SECRET}'\n".encode(),
-        "app/short.txt": b"abc1234\n",
-        "root/.ssh/id_rsa": pem("RSA PRIVATE KEY").encode(),
-        "srv/tls/server.key": pem("EC PRIVATE KEY").encode(),
-        "srv/tls/pkcs8.pem": pem("PRIVATE KEY").encode(),
-        "home/u/.ssh/id_ed25519": pem("OPENSSH PRIVATE KEY").encode(),
-        "etc/ssl/certs/ca-certificates.crt": CA_BUNDLE.encode(),
-        "srv/tls/server.pem": pem("CERTIFICATE").encode(),
-        "srv/tls/public.pem": pem("PUBLIC KEY").encode(),
-        "usr/lib/python3/site-packages/ssh.py": b'_SK_START = b"-----BEGIN OPENSSH PRIVATE KEY-----"\n',
-        "usr/lib/libgnutls.so": b"\x7fELF\x02\x01" + pem("PRIVATE KEY").encode(),
-    })
-    assert sorted(str(f) for f in findings) == sorted([
-        "img: env-file: environment file /app/.env in layer 1",
-        "img: env-file: environment file /app/.env.production in layer 1",
-        "img: secret: value of POSTGRES_PASSWORD in /app/.env in layer 1",
-        "img: secret: value of POSTGRES_PASSWORD in /app/settings.py in layer 1",
-        "img: private-key: private key in /root/.ssh/id_rsa in layer 1",
-        "img: private-key: private key in /srv/tls/server.key in layer 1",
-        "img: private-key: private key in /srv/tls/pkcs8.pem in layer 1",
-        "img: private-key: private key in /home/u/.ssh/id_ed25519 in layer 1",
-    ])
+    findings = scan_files(
+        {
+            "app": None,
+            "app/.env": f"POSTGRES_PASSWORD={SECRET}\n".encode(),
+            "app/.env.production": b"DEBUG=false\n",
+            "app/.env.example": b"POSTGRES_PASSWORD=\n",
+            "app/settings.py": f"KEY = '{SECRET}'\n".encode(),
+            "app/short.txt": b"abc1234\n",
+            "root/.ssh/id_rsa": pem("RSA PRIVATE KEY").encode(),
+            "srv/tls/server.key": pem("EC PRIVATE KEY").encode(),
+            "srv/tls/pkcs8.pem": pem("PRIVATE KEY").encode(),
+            "home/u/.ssh/id_ed25519": pem("OPENSSH PRIVATE KEY").encode(),
+            "etc/ssl/certs/ca-certificates.crt": CA_BUNDLE.encode(),
+            "srv/tls/server.pem": pem("CERTIFICATE").encode(),
+            "srv/tls/public.pem": pem("PUBLIC KEY").encode(),
+            "usr/lib/python3/site-packages/ssh.py": b'_SK_START = b"-----BEGIN OPENSSH PRIVATE KEY-----"\n',
+            "usr/lib/libgnutls.so": b"\x7fELF\x02\x01" + pem("PRIVATE KEY").encode(),
+        }
+    )
+    assert sorted(str(f) for f in findings) == sorted(
+        [
+            "img: env-file: environment file /app/.env in layer 1",
+            "img: env-file: environment file /app/.env.production in layer 1",
+            "img: secret: value of POSTGRES_PASSWORD in /app/.env in layer 1",
+            "img: secret: value of POSTGRES_PASSWORD in /app/settings.py in layer 1",
+            "img: private-key: private key in /root/.ssh/id_rsa in layer 1",
+            "img: private-key: private key in /srv/tls/server.key in layer 1",
+            "img: private-key: private key in /srv/tls/pkcs8.pem in layer 1",
+            "img: private-key: private key in /home/u/.ssh/id_ed25519 in layer 1",
+        ]
+    )
 
 
 def test_encrypted_private_key_is_flagged():
     key = pem("RSA PRIVATE KEY").replace(
-        "-----\n", "-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,0A1B2C3D4E5F60718293A4B5C6D7E8F9\n\n", 1)
+        "-----\n", "-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,0A1B2C3D4E5F60718293A4B5C6D7E8F9\n\n", 1
+    )
     assert [f.check for f in scan_files({"key.pem": key.encode()})] == ["private-key"]
 
 
 def test_whiteouts_are_not_env_files_and_dot_slash_names_are_normalised():
-    assert scan_files({"app/.wh..env": b"", "./srv/.env": b"X=1\n"}) == \
-        [scan.Finding("img", "env-file", "environment file /srv/.env in layer 1")]
+    assert scan_files({"app/.wh..env": b"", "./srv/.env": b"X=1\n"}) == [
+        scan.Finding("img", "env-file", "environment file /srv/.env in layer 1")
+    ]
 
 
 def test_big_files_are_checked_by_name_only(monkeypatch):
     monkeypatch.setattr(scan, "MAX_CONTENT_BYTES", 100)
     big = SECRET.encode() + b"x" * 200
-    assert [str(f) for f in scan_files({"data.bin": big, ".env.local": big})] == \
-        ["img: env-file: environment file /.env.local in layer 1"]
+    assert [str(f) for f in scan_files({"data.bin": big, ".env.local": big})] == [
+        "img: env-file: environment file /.env.local in layer 1"
+    ]
 
 
 def test_secret_in_a_file_name_is_reported_redacted():
@@ -153,6 +169,7 @@ def test_secret_in_a_file_name_is_reported_redacted():
 
 def saved_image(tmp_path, layers, history, oci=False, gzip_layers=False):
     """A `docker save` archive: legacy (<id>/layer.tar, duplicates as symlinks) or OCI (blobs/sha256)."""
+
     def add(tar, name, data=None, link=None):
         info = tarfile.TarInfo(name)
         if link:
@@ -184,21 +201,28 @@ def saved_image(tmp_path, layers, history, oci=False, gzip_layers=False):
             paths.append(path)
         config_path = "blobs/sha256/" + hashlib.sha256(config).hexdigest() if oci else "abc.json"
         add(tar, config_path, config)
-        add(tar, "manifest.json", json.dumps([{"Config": config_path, "RepoTags": ["img:latest"],
-                                               "Layers": paths}]).encode())
+        add(
+            tar,
+            "manifest.json",
+            json.dumps([{"Config": config_path, "RepoTags": ["img:latest"], "Layers": paths}]).encode(),
+        )
     return archive
 
 
-LAYERS = [{"etc/ssl/certs/ca-certificates.crt": CA_BUNDLE.encode()},
-          {"tmp/leak.txt": SECRET.encode()},
-          {"tmp/.wh.leak.txt": b""},
-          {"tmp/leak.txt": SECRET.encode()}]  # identical to layer 2: saved and scanned once
-HISTORY = [{"created_by": "ADD rootfs.tar /"},
-           {"created_by": "ENV A=b", "empty_layer": True},
-           {"created_by": "COPY leak.txt /tmp/"},
-           {"created_by": "RUN rm /tmp/leak.txt"},
-           {"created_by": f"LABEL token={SECRET}", "empty_layer": True},
-           {"created_by": "COPY leak.txt /tmp/"}]
+LAYERS = [
+    {"etc/ssl/certs/ca-certificates.crt": CA_BUNDLE.encode()},
+    {"tmp/leak.txt": SECRET.encode()},
+    {"tmp/.wh.leak.txt": b""},
+    {"tmp/leak.txt": SECRET.encode()},
+]  # identical to layer 2: saved and scanned once
+HISTORY = [
+    {"created_by": "ADD rootfs.tar /"},
+    {"created_by": "ENV A=b", "empty_layer": True},
+    {"created_by": "COPY leak.txt /tmp/"},
+    {"created_by": "RUN rm /tmp/leak.txt"},
+    {"created_by": f"LABEL token={SECRET}", "empty_layer": True},
+    {"created_by": "COPY leak.txt /tmp/"},
+]
 
 
 @pytest.mark.parametrize("oci,gzip_layers", [(False, False), (True, False), (True, True)])
@@ -213,8 +237,9 @@ def test_saved_image_layers_and_history(tmp_path, oci, gzip_layers):
 
 def test_layers_without_matching_history_are_numbered_only(tmp_path):
     archive = saved_image(tmp_path, LAYERS[:2], [])
-    assert [f.message for f in scan.scan_saved("img", archive, SECRETS)] == \
-        ["value of POSTGRES_PASSWORD in /tmp/leak.txt in layer 2"]
+    assert [f.message for f in scan.scan_saved("img", archive, SECRETS)] == [
+        "value of POSTGRES_PASSWORD in /tmp/leak.txt in layer 2"
+    ]
 
 
 def test_scan_image_combines_config_and_layers(tmp_path, monkeypatch):
@@ -222,8 +247,9 @@ def test_scan_image_combines_config_and_layers(tmp_path, monkeypatch):
     inspect = json.dumps([{"Config": {"User": "", "Env": [f"K={SECRET}"], "Healthcheck": None}}])
     c = MockContext(config=project_config(), run={"docker image inspect img:1": Result(stdout=inspect)})
     saved = []
-    monkeypatch.setattr(scan, "save_image", lambda c, image, target: saved.append(image)
-                        or shutil.copyfile(archive, target))
+    monkeypatch.setattr(
+        scan, "save_image", lambda c, image, target: saved.append(image) or shutil.copyfile(archive, target)
+    )
     findings = scan.scan_image(c, "img:1", {"POSTGRES_PASSWORD": SECRET, "SHORT": "abc1234"})
     assert saved == ["img:1"]
     assert [f.check for f in findings] == ["user", "healthcheck", "secret", "secret", "secret"]
@@ -232,8 +258,10 @@ def test_scan_image_combines_config_and_layers(tmp_path, monkeypatch):
 
 
 def test_missing_image_is_a_problem():
-    c = MockContext(config=project_config(), run={"docker image inspect todostack/backend:latest":
-                                                  Result(exited=1, stderr="Error: No such image")})
+    c = MockContext(
+        config=project_config(),
+        run={"docker image inspect todostack/backend:latest": Result(exited=1, stderr="Error: No such image")},
+    )
     with pytest.raises(Problem, match=r"image todostack/backend:latest not found: run `inv build --prod`"):
         scan.scan_image(c, "todostack/backend:latest", {})
 

@@ -1,4 +1,5 @@
 """`inv setup` never gives a database volume a password other than the one it was made with."""
+
 import json
 
 import pytest
@@ -13,14 +14,15 @@ EXAMPLE = (ROOT / ".env.example").read_text()
 def context(tmp_path, volumes=(), engine_answers=True):
     """A context for a checkout in tmp_path whose engine holds `volumes` of the dev project."""
     (tmp_path / ".env.example").write_text(EXAMPLE)
-    config = project_config(stack={"env_file": str(tmp_path / ".env"),
-                                   "env_example": str(tmp_path / ".env.example")})
+    config = project_config(stack={"env_file": str(tmp_path / ".env"), "env_example": str(tmp_path / ".env.example")})
     dev = "\n".join(json.dumps({"Name": name, "Driver": "local"}) for name in volumes)
     runs = {}
     targets = config.stack.targets
     for project, listing in ((targets.dev.project_name, dev), (targets.prod.project_name, "")):
-        command = ("docker volume ls --format '{{json .}}' --filter label=com.docker.compose.volume "
-                   f"--filter label=com.docker.compose.project={project}")
+        command = (
+            "docker volume ls --format '{{json .}}' --filter label=com.docker.compose.volume "
+            f"--filter label=com.docker.compose.project={project}"
+        )
         runs[command] = Result(stdout=listing, exited=0 if engine_answers else 1)
     return MockContext(config=config, run=runs)
 
@@ -65,8 +67,9 @@ def test_regenerating_without_data_volumes_gives_new_secrets(tmp_path):
     new = envfile.read_env(tmp_path / ".env")
     assert outcome == "rewritten" and keys == ["POSTGRES_PASSWORD"]
     assert new["POSTGRES_PASSWORD"] != old["POSTGRES_PASSWORD"]
-    assert {k: v for k, v in new.items() if k != "POSTGRES_PASSWORD"} == \
-        {k: v for k, v in old.items() if k != "POSTGRES_PASSWORD"}
+    assert {k: v for k, v in new.items() if k != "POSTGRES_PASSWORD"} == {
+        k: v for k, v in old.items() if k != "POSTGRES_PASSWORD"
+    }
     assert envfile.read_env(tmp_path / ".env.bak") == old
 
 
@@ -82,8 +85,11 @@ def test_a_missing_env_with_a_data_volume_refuses_and_points_at_the_backup(tmp_p
     c = context(tmp_path, volumes=["todostack_postgres-data"])
     envfile.set_values(tmp_path / ".env", {"DEBUG": "true"})  # now there is a .env.bak
     (tmp_path / ".env").unlink()
-    with pytest.raises(Problem, match=r"\.env is missing but volume todostack_postgres-data .* restore it "
-                                      r"from \.env\.bak"):
+    with pytest.raises(
+        Problem,
+        match=r"\.env is missing but volume todostack_postgres-data .* restore it "
+        r"from \.env\.bak",
+    ):
         secrets.write_env(c)
     assert not (tmp_path / ".env").exists()
 

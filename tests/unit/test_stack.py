@@ -1,4 +1,5 @@
 """`inv down`: the command lines it runs (no anonymous volume left behind, named ones kept)."""
+
 import shlex
 
 import pytest
@@ -35,7 +36,7 @@ def test_down_never_removes_named_volumes(tmp_path):
     c = context(tmp_path)
     stack.down(c, stack_target(c))
     down = shlex.split(commands(c)[-1])
-    assert down[down.index("down"):] == ["down", "--remove-orphans"]
+    assert down[down.index("down") :] == ["down", "--remove-orphans"]
 
 
 def test_a_failing_step_stops_down_with_one_line(tmp_path):

@@ -1,6 +1,7 @@
 """The GitHub Actions workflow: actionlint finds nothing in it, and it runs what our users
 run, in the same order: plain `pip`, `inv` and `python -m pytest` commands, the ones
 .ci/run and the README's CI snippet use."""
+
 import json
 import re
 import shlex
@@ -17,8 +18,16 @@ from tests.helpers import ROOT
 WORKFLOW = ROOT / ".github/workflows/ci.yml"
 INSTALL = "pip install -r requirements.txt"
 # What the prod job has to run, in this order (other plain commands may sit in between).
-PROD_PIPELINE = [INSTALL, "inv setup", "inv build --prod", "inv up --prod", "inv migrate --prod",
-                 "inv smoke --prod", "python -m pytest tests/e2e -k prod", "inv down --prod"]
+PROD_PIPELINE = [
+    INSTALL,
+    "inv setup",
+    "inv build --prod",
+    "inv up --prod",
+    "inv migrate --prod",
+    "inv smoke --prod",
+    "python -m pytest tests/e2e -k prod",
+    "inv down --prod",
+]
 SHELL_SYNTAX = re.compile(r"&&|\|\||[;|`<>]|\$\(|\n")
 
 
@@ -26,8 +35,13 @@ def actionlint(*paths, cwd=ROOT):
     """actionlint's findings (a list of dicts) for the given workflow files."""
     binary = shutil.which("actionlint")
     assert binary, "actionlint not found: pip install -r requirements.txt"
-    result = subprocess.run([binary, "-no-color", "-format", "{{json .}}", *map(str, paths)],
-                            cwd=cwd, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [binary, "-no-color", "-format", "{{json .}}", *map(str, paths)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode in (0, 1), result.stderr
     return json.loads(result.stdout or "[]")
 
@@ -54,8 +68,10 @@ def in_order(wanted, commands):
     with it is enough: `inv setup --test-tools` is an `inv setup`), or None."""
     position = 0
     for item in wanted:
-        found = next((i for i in range(position, len(commands))
-                      if commands[i] == item or commands[i].startswith(item + " ")), None)
+        found = next(
+            (i for i in range(position, len(commands)) if commands[i] == item or commands[i].startswith(item + " ")),
+            None,
+        )
         if found is None:
             return item
         position = found + 1
@@ -69,9 +85,11 @@ def test_actionlint_finds_nothing_in_the_workflow():
 
 def test_actionlint_catches_a_broken_workflow(tmp_path):
     broken = tmp_path / "broken.yml"
-    broken.write_text(WORKFLOW.read_text().replace("runs-on: ubuntu-24.04", "runs-on: [ubuntu-24.04]\n"
-                                                   "    continue-on-eror: true", 1)
-                      .replace("${{ github.ref }}", "${{ github.reff }}"))
+    broken.write_text(
+        WORKFLOW.read_text()
+        .replace("runs-on: ubuntu-24.04", "runs-on: [ubuntu-24.04]\n    continue-on-eror: true", 1)
+        .replace("${{ github.ref }}", "${{ github.reff }}")
+    )
     messages = " ".join(f["message"] for f in actionlint(broken, cwd=tmp_path))
     assert "continue-on-eror" in messages and "reff" in messages
 
@@ -128,15 +146,22 @@ def test_workflow_stays_aligned_with_ci_run_and_the_readme():
     commands = [command(step["run"]) for step in run_steps("prod")]
     assert in_order(readme_commands, commands) is None, (readme_commands, commands)
     known = Collection.from_module(tasks).task_names
-    named = {c.split()[1] for job in ("lint-and-unit", "prod") for c in map(command, (s["run"] for s in run_steps(job)))
-             if c.startswith("inv ")}
+    named = {
+        c.split()[1]
+        for job in ("lint-and-unit", "prod")
+        for c in map(command, (s["run"] for s in run_steps(job)))
+        if c.startswith("inv ")
+    }
     assert not named - set(known), f"the workflow runs tasks that do not exist: {sorted(named - set(known))}"
 
 
-@pytest.mark.parametrize("commands, missing", [
-    (PROD_PIPELINE, None),
-    ([c for c in PROD_PIPELINE if c != "inv smoke --prod"], "inv smoke --prod"),
-    ([PROD_PIPELINE[0], PROD_PIPELINE[1], PROD_PIPELINE[3], PROD_PIPELINE[2], *PROD_PIPELINE[4:]], "inv up --prod"),
-])
+@pytest.mark.parametrize(
+    "commands, missing",
+    [
+        (PROD_PIPELINE, None),
+        ([c for c in PROD_PIPELINE if c != "inv smoke --prod"], "inv smoke --prod"),
+        ([PROD_PIPELINE[0], PROD_PIPELINE[1], PROD_PIPELINE[3], PROD_PIPELINE[2], *PROD_PIPELINE[4:]], "inv up --prod"),
+    ],
+)
 def test_the_order_check_notices_a_missing_or_misplaced_command(commands, missing):
     assert in_order(PROD_PIPELINE, commands) == missing

@@ -107,11 +107,7 @@ class RequestLogMiddleware:
                 "client": client[0] if client else None,
                 "request_id": request_id,
             }
-            level = (
-                logging.DEBUG
-                if scope["path"] in QUIET_PATHS and status_code < 400
-                else logging.INFO
-            )
+            level = logging.DEBUG if scope["path"] in QUIET_PATHS and status_code < 400 else logging.INFO
             access_log.log(level, "%s %s %s", method, scope["path"], status_code, extra=fields)
 
 
@@ -186,9 +182,7 @@ class RequestTimeoutMiddleware:
     running in the background and whatever it sends later is discarded.
     """
 
-    def __init__(
-        self, app: ASGIApp, timeout: float, exempt_paths: frozenset[str] = frozenset()
-    ) -> None:
+    def __init__(self, app: ASGIApp, timeout: float, exempt_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.timeout = timeout
         self.exempt_paths = exempt_paths

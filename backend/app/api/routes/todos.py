@@ -37,9 +37,7 @@ def list_todos(
     rows = session.scalars(
         select(Todo).order_by(Todo.created_at.desc(), Todo.id.desc()).limit(limit).offset(offset)
     ).all()
-    return TodoList(
-        items=[TodoRead.model_validate(t) for t in rows], total=total, limit=limit, offset=offset
-    )
+    return TodoList(items=[TodoRead.model_validate(t) for t in rows], total=total, limit=limit, offset=offset)
 
 
 @router.post("", response_model=TodoRead, status_code=status.HTTP_201_CREATED)
