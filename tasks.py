@@ -8,13 +8,9 @@ import time
 
 from invoke import task
 
-# Modules whose names are also task names are imported under other names.
-from stackctl import ROOT, Problem, bases, budgets, images, provision, secrets, stack
-from stackctl import bench as benchmark
-from stackctl import doctor as diagnosis
-from stackctl import lint as lint_checks
-from stackctl import scan as scanner
-from stackctl import smoke as smoke_checks
+# A task named like a stackctl module (or a builtin) is defined as NAME_ with
+# @task(name="NAME"), so that the module keeps its own name here.
+from stackctl import ROOT, Problem, bases, bench, budgets, doctor, images, lint, provision, scan, secrets, smoke, stack
 from stackctl.compose import docker_compose, stack_target
 from stackctl.confirm import confirm
 from stackctl.engine import inspect_image, require_engine
@@ -71,10 +67,10 @@ def bases_(c, base=None):
     bases.provide(c, selected)
 
 
-@task
-def doctor(c):
+@task(name="doctor")
+def doctor_(c):
     """Check engine, Compose, .env, ports, base images and disk; one line per problem."""
-    findings = diagnosis.run_checks(c)
+    findings = doctor.run_checks(c)
     for finding in findings:
         print(finding.line())
     failed = [f for f in findings if not f.ok]
@@ -111,7 +107,7 @@ def up(c, build=False, service=None, prod=False, timeout=None):
     """Start the stack and wait until every service is healthy; prints the URLs."""
     target = _ready(c, prod)
     services = stack.check_services(c, target, service or [])
-    busy = [f for f in diagnosis.check_ports(c, engine_up=True, target=target) if not f.ok]
+    busy = [f for f in doctor.check_ports(c, engine_up=True, target=target) if not f.ok]
     if busy:
         raise Problem(busy[0].message)
     started = time.monotonic()
@@ -299,24 +295,24 @@ def sizes(c, prod=False):
     print(budgets.table(measures))
 
 
-@task(help={"fix_types": f"Regenerate {lint_checks.API_TYPES} from the backend's OpenAPI document"})
-def lint(c, fix_types=False):
+@task(name="lint", help={"fix_types": f"Regenerate {lint.API_TYPES} from the backend's OpenAPI document"})
+def lint_(c, fix_types=False):
     """Lint everything: Dockerfiles, shell, Python, YAML, compose files, the frontend, its API types."""
     _ready(c)
-    failed = lint_checks.run_linters(c, lint_checks.Options(fix_types=fix_types))
+    failed = lint.run_linters(c, lint.Options(fix_types=fix_types))
     if failed:
         raise Problem(f"lint: {', '.join(failed)} failed; see above")
     print("lint: all clean")
 
 
-@task
-def scan(c):
+@task(name="scan")
+def scan_(c):
     """Check the production images: non-root user, HEALTHCHECK, no .env, keys or secrets."""
     _ready(c)
-    secrets = scanner.configured_secrets(c, stack.effective_env(c))
+    secret_values = scan.configured_secrets(c, stack.effective_env(c))
     findings = []
     for image in images.built_images(c, stack_target(c, prod=True)).values():
-        found = scanner.scan_image(c, image, secrets)
+        found = scan.scan_image(c, image, secret_values)
         print(f"{'ok  ' if not found else 'FAIL'}  {image}")
         for finding in found:
             print(f"      {finding.check}: {finding.message}")
@@ -327,6 +323,7 @@ def scan(c):
 
 
 @task(
+    name="bench",
     iterable=["only"],
     help={
         "quick": "Fewer runs and shorter loads (bench.quick_runs, bench.load.quick_duration_s), to fit in CI",
@@ -335,11 +332,11 @@ def scan(c):
         "only": "Only this section: build, rebuild, sizes, load, up, reload; repeatable. Default: all",
     },
 )
-def bench(c, quick=False, json=False, check=False, only=None):
+def bench_(c, quick=False, json=False, check=False, only=None):
     """Measure builds, inv up, reloads and API load in an isolated copy; reports/bench.json."""
-    sections = benchmark.select_sections(only or [])
+    sections = bench.select_sections(only or [])
     _ready(c)
-    report = benchmark.run(c, quick=quick, sections=sections, say=lambda line: print(line, file=sys.stderr))
+    report = bench.run(c, quick=quick, sections=sections, say=lambda line: print(line, file=sys.stderr))
     print(budgets.as_json(report) if json else budgets.bench_table(report))
     if check and report["breaches"]:
         raise Problem(
@@ -349,17 +346,18 @@ def bench(c, quick=False, json=False, check=False, only=None):
 
 
 @task(
+    name="smoke",
     help={
         "prod": "Check the production stack (default URL: its PROD_PORT) instead of the dev stack",
         "base_url": "Origin to check, e.g. http://127.0.0.1:8080 (default: the stack's published frontend)",
         "origin": "Origin the CORS check expects allowed (default: the first entry of CORS_ORIGINS)",
         "json": "Print one JSON document (checks and summary) instead of lines",
         "timeout": "Seconds to wait for the stack to be ready (/health with the database connected); default 60",
-    }
+    },
 )
-def smoke(c, prod=False, base_url=None, origin=None, json=False, timeout=None):
+def smoke_(c, prod=False, base_url=None, origin=None, json=False, timeout=None):
     """Check a running stack from outside through its public origin: page, assets, health, API, CORS, metrics."""
-    smoke_checks.run(c, stack_target(c, prod), base_url=base_url, origin=origin, as_json=json, timeout=timeout)
+    smoke.run(c, stack_target(c, prod), base_url=base_url, origin=origin, as_json=json, timeout=timeout)
 
 
 @task(help={"unit": "Only the unit tests (seconds, no Docker needed)"})

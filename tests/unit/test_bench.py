@@ -229,7 +229,7 @@ def test_only_loopback_is_ever_targeted():
 
 @pytest.fixture
 def bench_task(monkeypatch):
-    """tasks.bench with the bench itself replaced: returns (call, the sections it was run with)."""
+    """tasks.bench_ (inv bench) with the bench itself replaced: returns (call, the sections it was run with)."""
     calls = []
 
     def fake_run(c, *, quick, sections, say):
@@ -239,7 +239,7 @@ def bench_task(monkeypatch):
 
     monkeypatch.setattr(tasks, "_ready", lambda c: None)
     monkeypatch.setattr(bench, "run", fake_run)
-    return lambda **flags: tasks.bench(MockContext(config=project_config()), **flags), calls
+    return lambda **flags: tasks.bench_(MockContext(config=project_config()), **flags), calls
 
 
 def test_task_prints_the_table_and_passes_without_check(bench_task, capsys):
