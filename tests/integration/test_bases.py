@@ -14,7 +14,7 @@ import requests
 from invoke import Context
 
 from stackctl import bases
-from stackctl.compose import docker_compose
+from stackctl.compose import Target, docker_compose
 from tests.helpers import ROOT, assert_one_line_failure, inv, project_config
 
 FIXTURES = "tests/integration/fixtures/compose.yaml"
@@ -54,9 +54,8 @@ def build_fixture(images, service):
     c = Context(project_config())
     result = docker_compose(
         c,
+        Target(name="basecheck", project="basecheck", files=(ROOT / FIXTURES,)),
         f"build --no-cache {service}",
-        files=[FIXTURES],
-        project="basecheck",
         env={"PYTHON_IMAGE": images["python"], "NODE_IMAGE": images["node"]},
         hide=True,
         warn=True,

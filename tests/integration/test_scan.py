@@ -11,7 +11,7 @@ import pytest
 from invoke import Context
 
 from stackctl import bases, scan
-from stackctl.compose import docker_compose
+from stackctl.compose import Target, docker_compose
 from tests.helpers import ROOT, project_config
 
 FIXTURE = ROOT / "tests/integration/fixtures/bad-image"
@@ -52,9 +52,8 @@ def built(c, base_images, planted, tmp_path_factory):
     try:
         result = docker_compose(
             c,
+            Target(name="scancheck", project="scancheck", files=(FIXTURE / "compose.yaml",)),
             "build bad-image good-image",
-            files=[str(FIXTURE / "compose.yaml")],
-            project="scancheck",
             env=env,
             hide=True,
             warn=True,
