@@ -14,11 +14,9 @@ from pathlib import Path
 
 from invoke import Context
 
-from . import ROOT, Problem
+from . import ROOT
 from .compose import docker_compose, stack_target
-from .engine import inspect_image
 from .envfile import set_values
-from .images import built_images
 
 
 def tree_files(root=ROOT):
@@ -72,11 +70,9 @@ class TreeCopy:
         """With env, the copy gets the project's .env, on free ports and with an image tag of
         its own; without, it has no .env (a clean checkout: `inv setup` makes one)."""
         self.name = f"{name}-{secrets.token_hex(3)}"
-        self.own_images = env
         (ROOT / ".cache").mkdir(exist_ok=True)
         self.path = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=ROOT / ".cache"))
         self.path.chmod(0o755)
-        self.images_seen = set()
         try:
             copy_tree(self.path)
             config = c.config.clone()
@@ -120,29 +116,17 @@ class TreeCopy:
             **run_kwargs,
         )
 
-    def remember(self, image):
-        """Note an image's ID, so that remove() also removes it once a rebuild untagged it."""
-        info = inspect_image(self.ctx, image)
-        if info:
-            self.images_seen.add(info["Id"])
-
     def remove(self):
-        """The stacks with their volumes, the images the copy built (and those they superseded),
-        the copy itself. Images only where the copy has a tag of its own: without one, its image
-        names are the user's."""
-        tagged = []
+        """The stacks with their volumes, every image the copy's builds made (Compose labels
+        each with its project: tagged ones and those a rebuild left untagged), the copy itself."""
         for prod in (False, True):
             target = self.target(prod)
             docker_compose(self.ctx, target, "down --volumes --remove-orphans --timeout 5", hide=True, warn=True)
-            try:
-                tagged += list(built_images(self.ctx, target).values()) if self.own_images else []
-            except Problem:
-                pass
-        for image in tagged:
-            self.remember(image)
-            self.ctx.run(f"docker rmi {image}", hide=True, warn=True)
-        for seen in self.images_seen:
-            info = inspect_image(self.ctx, seen)
-            if info is not None and not info["RepoTags"]:  # untagged now: nobody else names it
-                self.ctx.run(f"docker rmi {seen}", hide=True, warn=True)
+            built = self.ctx.run(
+                f"docker image ls --quiet --no-trunc --filter label=com.docker.compose.project={target.project}",
+                hide=True,
+                warn=True,
+            )
+            for image in dict.fromkeys(built.stdout.split()):
+                self.ctx.run(f"docker image rm --force {image}", hide=True, warn=True)
         shutil.rmtree(self.path, ignore_errors=True)

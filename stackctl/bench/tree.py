@@ -62,7 +62,6 @@ class BenchCopy(TreeCopy):
         self.log.write(f"\n$ build {service}{' --no-cache' if no_cache else ''}\n")
         with self.logged():
             seconds = build_one(self.ctx, self.target(prod=True), service, no_cache=no_cache)
-        self.remember(self.images(True)[service])
         return seconds
 
     def container_pid(self, service, prod=False):
@@ -90,8 +89,6 @@ class BenchCopy(TreeCopy):
         if not self.dev_built:
             say("bench: building the dev images (not timed)")
             self.compose("build")
-            for image in self.images(False).values():
-                self.remember(image)
             self.dev_built = True
         say("bench: starting the dev stack (first start: database initialised, not timed)")
         self.inv("up")

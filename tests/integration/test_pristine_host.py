@@ -62,11 +62,12 @@ sys.exit(1 if failed else 0)
 
 # What the command may change on a second run: nothing. Containers with their start times,
 # images, volumes, networks and .env.
+# Sorted: the engine lists images made in the same second in no fixed order (Engine 26).
 STATE = (
-    "sha256sum .env; "
+    "{ sha256sum .env; "
     "docker ps -aq --no-trunc | xargs -r docker inspect -f '{{.Name}} {{.Id}} {{.State.StartedAt}}'; "
     "docker image ls --no-trunc --format '{{.Repository}}:{{.Tag}} {{.ID}}'; "
-    "docker volume ls -q; docker network ls --format '{{.Name}} {{.ID}}'"
+    "docker volume ls -q; docker network ls --format '{{.Name}} {{.ID}}'; } | sort"
 )
 
 
