@@ -363,4 +363,6 @@ def smoke_(c, prod=False, base_url=None, origin=None, json=False, timeout=None):
 @task(help={"unit": "Only the unit tests (seconds, no Docker needed)"})
 def test(c, unit=False):
     """Run every test: unit tests, then integration tests against the real engine."""
-    c.run(shlex.join([sys.executable, "-m", "pytest", str(ROOT / "tests" / ("unit" if unit else ""))]), pty=False)
+    # The 20 slowest steps close the report, so every run (and CI's log) shows where the time goes.
+    tests = str(ROOT / "tests" / ("unit" if unit else ""))
+    c.run(shlex.join([sys.executable, "-m", "pytest", "--durations=20", tests]), pty=False)

@@ -194,6 +194,9 @@ def suite_args(base_url, origin, report_path, waited_s=0.0):
         "-rN",
         "-o",
         "console_output_style=classic",
+        # The project's pytest.ini options are for the test suite, not for this report.
+        "-o",
+        "addopts=",
         f"--smoke-base-url={base_url}",
         f"--smoke-origin={origin}",
         f"--smoke-json={report_path}",
