@@ -87,13 +87,6 @@ def _ready(c, prod=False):
     return stack_target(c, prod)
 
 
-def _compose(c, target, command):
-    """docker compose with its output on screen; a failure ends the task in one line."""
-    result = docker_compose(c, target, command, warn=True)
-    if not result.ok:
-        raise Problem(f"docker compose {command.split()[0]} failed (exit {result.exited}); see its output above")
-
-
 @task(
     iterable=["service"],
     help={
@@ -133,13 +126,13 @@ def reset(c, yes=False, prod=False):
         f"Delete every container and volume of '{target.project}', database included?",
         "reset deletes the database volume",
     )
-    _compose(c, target, "down --volumes --remove-orphans")
+    stack.compose(c, target, "down --volumes --remove-orphans")
 
 
 @task(help={"prod": PROD_HELP})
 def ps(c, prod=False):
     """List the stack's containers with their state and health."""
-    _compose(c, _ready(c, prod), "ps --all")
+    stack.compose(c, _ready(c, prod), "ps --all")
 
 
 @task(
@@ -156,7 +149,7 @@ def logs(c, service=None, follow=False, tail=None, prod=False):
     target = _ready(c, prod)
     services = stack.check_services(c, target, service or []) if service else []
     options = ("--follow " if follow else "") + (f"--tail {int(tail)} " if tail else "")
-    _compose(c, target, f"logs {options}{' '.join(services)}")
+    stack.compose(c, target, f"logs {options}{' '.join(services)}")
 
 
 def _in_service(c, target, service, command, user=None):
@@ -263,7 +256,7 @@ def build(c, prod=False, no_cache=False, service=None):
     wanted = stack.check_services(c, target, service or [])
     built = {s: image for s, image in images.built_images(c, target).items() if s in wanted}
     if not prod:
-        _compose(c, target, f"build {'--no-cache ' if no_cache else ''}{' '.join(built)}")
+        stack.compose(c, target, f"build {'--no-cache ' if no_cache else ''}{' '.join(built)}")
         return
     # A cold build is timed, not judged: cold build time is the bench's figure (cold_build_total_s).
     limit = None if no_cache else c.config.build.warm_build_s

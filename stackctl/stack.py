@@ -107,10 +107,15 @@ def published_urls(c, target):
 DOWN_COMMANDS = ("rm --stop --force --volumes", "down --remove-orphans")
 
 
+def compose(c, target, command):
+    """docker compose with its output on screen; a failure ends the task in one line."""
+    result = docker_compose(c, target, command, warn=True)
+    if not result.ok:
+        raise Problem(f"docker compose {command.split()[0]} failed (exit {result.exited}); see its output above")
+
+
 def down(c, target):
     """Stop and remove the stack's containers, their anonymous volumes and the networks;
     named volumes (the database) are kept."""
     for command in DOWN_COMMANDS:
-        result = docker_compose(c, target, command, warn=True)
-        if not result.ok:
-            raise Problem(f"docker compose {command.split()[0]} failed (exit {result.exited}); see its output above")
+        compose(c, target, command)
