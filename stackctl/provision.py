@@ -15,11 +15,11 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from pathlib import Path
 
 from . import Problem
 from .engine import server_answers
+from .wait import wait_until
 
 ROOT_PLUGIN_DIR = Path("/usr/local/lib/docker/cli-plugins")
 USER_PLUGIN_DIR = Path.home() / ".docker" / "cli-plugins"
@@ -113,11 +113,8 @@ def dockerd_processes():
 
 
 def wait_for_engine(c, timeout_s, log):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server_answers(c):
-            return
-        time.sleep(0.5)
+    if wait_until(lambda: server_answers(c), timeout_s, interval=0.5) is not None:
+        return
     last = log.read_text().strip().splitlines()[-1:] if log.is_file() else []
     raise Problem(f"dockerd did not answer within {timeout_s:g} s{' (' + last[0] + ')' if last else ''}: see {log}")
 
