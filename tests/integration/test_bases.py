@@ -5,7 +5,6 @@ import json
 import os
 import shlex
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from invoke import Context
 
 from stackctl import bases
 from stackctl.compose import Target, docker_compose
+from stackctl.wait import wait_until
 from tests.helpers import ROOT, assert_one_line_failure, inv, project_config
 
 FIXTURES = "tests/integration/fixtures/compose.yaml"
@@ -133,13 +133,9 @@ def process_uids(container):
     return {row.split()[1] for row in rows}
 
 
-def wait_for(predicate, timeout=60, interval=0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
+def wait_for(predicate, timeout=60):
+    """True once predicate() holds (stackctl's one polling loop), False after timeout."""
+    return wait_until(predicate, timeout, interval=0.5) is not None
 
 
 def test_postgres_base_env_interface_initdb_scripts_and_persistence(images, unique, tmp_path):
