@@ -15,6 +15,17 @@ from app.schemas import TodoCreate, TodoList, TodoRead, TodoUpdate
 router = APIRouter(prefix="/todos", tags=["todos"])
 
 NOT_FOUND = {status.HTTP_404_NOT_FOUND: {"description": "No todo with this id"}}
+# OpenAPI links from a created todo to the operations on it: clients, and the stateful
+# fuzzer, follow them (create, then read, update and delete that id).
+_CREATED_ID = {"todo_id": "$response.body#/id"}
+CREATED_LINKS = {
+    status.HTTP_201_CREATED: {
+        "links": {
+            name: {"operationId": operation, "parameters": _CREATED_ID}
+            for name, operation in (("ReadTodo", "read_todo"), ("UpdateTodo", "update_todo"), ("DeleteTodo", "delete_todo"))
+        }
+    }
+}
 # PostgreSQL's OFFSET is a bigint: a larger offset would be a database error (500).
 MAX_OFFSET = 2**63 - 1
 
@@ -40,7 +51,7 @@ def list_todos(
     return TodoList(items=[TodoRead.model_validate(t) for t in rows], total=total, limit=limit, offset=offset)
 
 
-@router.post("", response_model=TodoRead, status_code=status.HTTP_201_CREATED)
+@router.post("", response_model=TodoRead, status_code=status.HTTP_201_CREATED, responses=CREATED_LINKS)
 def create_todo(session: SessionDep, body: TodoCreate) -> TodoRead:
     todo = Todo(title=body.title, done=body.done)
     session.add(todo)
