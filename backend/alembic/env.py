@@ -7,13 +7,15 @@ by the tests), then sqlalchemy.url / `-x url=...`, then the app's Settings
 
 from __future__ import annotations
 
+import asyncio
 from logging.config import fileConfig
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import Connection, pool
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.core.config import Settings
+from app.core.config import DRIVER, Settings
 from app.core.db import connect_args
 from app.models import Base
 
@@ -33,7 +35,7 @@ def database_url() -> URL:
         url = config.get_main_option("sqlalchemy.url")
     if url is None:
         return Settings().SQLALCHEMY_DATABASE_URI
-    return make_url(url) if isinstance(url, str) else url
+    return (make_url(url) if isinstance(url, str) else url).set(drivername=DRIVER)
 
 
 def run_migrations_offline() -> None:
@@ -48,26 +50,25 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
-def run_migrations_online() -> None:
-    settings = Settings()
-    args = connect_args(settings)
+def run_migrations(connection: Connection) -> None:
+    context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def run_migrations_online() -> None:
+    args = connect_args(Settings())
     # Migrations may legitimately run long statements (index builds).
-    args.pop("options", None)
-    engine = create_engine(database_url(), poolclass=pool.NullPool, connect_args=args)
+    args["server_settings"].pop("statement_timeout", None)  # type: ignore[attr-defined]
+    engine = create_async_engine(database_url(), poolclass=pool.NullPool, connect_args=args)
     try:
-        with engine.connect() as connection:
-            context.configure(
-                connection=connection,
-                target_metadata=target_metadata,
-                compare_type=True,
-            )
-            with context.begin_transaction():
-                context.run_migrations()
+        async with engine.connect() as connection:
+            await connection.run_sync(run_migrations)
     finally:
-        engine.dispose()
+        await engine.dispose()
 
 
 if context.is_offline_mode():
     run_migrations_offline()
 else:
-    run_migrations_online()
+    asyncio.run(run_migrations_online())

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import exc as sa_exc
@@ -29,9 +32,24 @@ DB_UNAVAILABLE = {"detail": "Database unavailable"}
 
 
 def _is_connectivity_error(exc: Exception) -> bool:
-    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)):
+    # OSError: asyncpg's own connect failures (refused, unresolvable, TimeoutError), which
+    # SQLAlchemy does not wrap; sa_exc.TimeoutError: no free pooled connection.
+    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)):
         return True
     return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+
+
+class AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped: a body that echoes client input
+    (a validation error) stays encodable even when that input holds a lone surrogate."""
+
+    def render(self, content: object) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return AsciiJSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
 
 
 async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -44,6 +62,13 @@ async def database_error_handler(request: Request, exc: Exception) -> JSONRespon
             extra={"path": request.url.path},
         )
         return JSONResponse(DB_UNAVAILABLE, status_code=503, headers={"Retry-After": "5"})
+    if isinstance(exc, sa_exc.DataError):
+        # A value the database refuses (out of range, not valid in its encoding) that
+        # validation let through: the client's input, not our failure.
+        log.warning(
+            "database refused a value: %s", str(exc.orig).splitlines()[0][:300], extra={"path": request.url.path}
+        )
+        return JSONResponse({"detail": "A value was refused by the database"}, status_code=422)
     log.error("database error", exc_info=exc, extra={"path": request.url.path})
     return JSONResponse({"detail": "Internal server error"}, status_code=500)
 
@@ -66,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            app.state.engine.dispose()
+            await app.state.engine.dispose()
 
     app = FastAPI(
         title=settings.PROJECT_NAME,
@@ -103,18 +128,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(RequestLogMiddleware)
 
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(sa_exc.DBAPIError, database_error_handler)
     app.add_exception_handler(sa_exc.TimeoutError, database_error_handler)
+    app.add_exception_handler(OSError, database_error_handler)
 
     app.include_router(root_router)
     app.include_router(api_router)
 
     @app.get("/", response_model=AppInfo, tags=["meta"])
-    def root() -> AppInfo:
+    async def root() -> AppInfo:
         return AppInfo(name=settings.PROJECT_NAME, version=settings.VERSION)
 
     @app.get("/metrics", include_in_schema=False)
-    def prometheus_metrics() -> Response:
+    async def prometheus_metrics() -> Response:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 

@@ -29,13 +29,11 @@ BACKEND_DIR = Path(__file__).resolve().parents[1]
 
 
 def server_url() -> URL:
+    """The server's URL for the tests' own (synchronous, psycopg) connections; the app
+    under test turns it into its asyncpg URL."""
     raw = os.environ.get("TEST_DATABASE_URL")
-    if raw:
-        url = make_url(raw)
-        if url.drivername in ("postgres", "postgresql"):
-            url = url.set(drivername="postgresql+psycopg")
-        return url
-    return Settings(_env_file=None).SQLALCHEMY_DATABASE_URI
+    url = make_url(raw) if raw else Settings(_env_file=None).SQLALCHEMY_DATABASE_URI
+    return url.set(drivername="postgresql+psycopg")
 
 
 def _admin_engine(url: URL) -> Engine:

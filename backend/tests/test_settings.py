@@ -70,7 +70,7 @@ def test_url_from_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DB_USER", "u")
     monkeypatch.setenv("DB_PASSWORD", "p@ss:w/rd")
     url = Settings(_env_file=None).SQLALCHEMY_DATABASE_URI
-    assert url.drivername == "postgresql+psycopg"
+    assert url.drivername == "postgresql+asyncpg"
     assert (url.host, url.port, url.database, url.username, url.password) == (
         "db.internal",
         6543,
@@ -85,7 +85,7 @@ def test_database_url_overrides_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DB_NAME", "ignored")
     monkeypatch.setenv("DATABASE_URL", "postgresql://x:y@elsewhere:5433/other")
     url = Settings(_env_file=None).SQLALCHEMY_DATABASE_URI
-    assert url.drivername == "postgresql+psycopg"
+    assert url.drivername == "postgresql+asyncpg"
     assert (url.host, url.port, url.database, url.username, url.password) == (
         "elsewhere",
         5433,
@@ -97,7 +97,7 @@ def test_database_url_overrides_parts(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_postgres_scheme_is_accepted() -> None:
     url = make(DATABASE_URL="postgres://a:b@h/d").SQLALCHEMY_DATABASE_URI
-    assert url.drivername == "postgresql+psycopg"
+    assert url.drivername == "postgresql+asyncpg"
 
 
 def test_secrets_are_not_in_repr() -> None:

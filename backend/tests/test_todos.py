@@ -1,9 +1,15 @@
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import exc as sa_exc
+from starlette.requests import Request
+
+from app.main import database_error_handler
 
 URL = "/api/v1/todos"
 
@@ -200,3 +206,80 @@ def test_patch_invalid_is_422(client: TestClient, payload: dict) -> None:
     response = client.patch(f"{URL}/{todo['id']}", json=payload)
     assert response.status_code == 422, response.text
     assert client.get(f"{URL}/{todo['id']}").json() == todo
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+@pytest.mark.parametrize("escaped", ["\\ud800", "a\\udfffb", "\\udc00\\ud800"])
+def test_a_lone_surrogate_is_a_json_422_with_cors(client: TestClient, method: str, escaped: str) -> None:
+    """JSON may escape a surrogate that has no pair; such a string has no UTF-8 form, so
+    neither PostgreSQL nor a response can carry it. The 422 body echoes it escaped."""
+    todo = create(client, "keep")
+    path = URL if method == "POST" else f"{URL}/{todo['id']}"
+    response = client.request(
+        method,
+        path,
+        content=b'{"title": "' + escaped.encode() + b'"}',
+        headers={"Content-Type": "application/json", "Origin": "http://localhost:3000"},
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["access-control-allow-origin"] == "http://localhost:3000"
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "title"] and error["type"] == "string_unicode"
+    assert client.get(URL).json()["items"] == [todo]
+
+
+def test_a_surrogate_pair_is_one_character_and_kept(client: TestClient) -> None:
+    response = client.post(URL, content=b'{"title": "\\ud83d\\ude00"}', headers={"Content-Type": "application/json"})
+    assert response.status_code == 201 and response.json()["title"] == "\U0001f600"
+
+
+def test_bytes_that_are_not_utf8_are_refused(client: TestClient) -> None:
+    response = client.post(URL, content=b'{"title": "\xff\xfe"}', headers={"Content-Type": "application/json"})
+    assert 400 <= response.status_code < 500, response.text
+    assert client.get(URL).json()["total"] == 0
+
+
+def test_a_value_the_database_refuses_is_422_not_500() -> None:
+    """Validation should stop such values first; if one slips through, it is still the
+    client's input, not a server failure."""
+    refused = sa_exc.DataError("INSERT ...", {}, Exception('invalid byte sequence for encoding "UTF8": 0x00'))
+    request = Request({"type": "http", "method": "POST", "path": URL, "headers": []})
+    response = asyncio.run(database_error_handler(request, refused))
+    assert response.status_code == 422
+    assert response.body == b'{"detail":"A value was refused by the database"}'
+
+
+def race(client: TestClient, requests: list[tuple[str, str, dict | None]]) -> list[int]:
+    """Send the requests (method, path, body) all at once; their status codes, sorted."""
+    with ThreadPoolExecutor(len(requests)) as pool:
+        responses = pool.map(lambda r: client.request(r[0], r[1], json=r[2]), requests)
+        return sorted(response.status_code for response in responses)
+
+
+def test_racing_deletes_of_one_row_exactly_one_wins(client: TestClient) -> None:
+    for _ in range(5):
+        path = f"{URL}/{create(client, 'contested')['id']}"
+        assert race(client, [("DELETE", path, None)] * 8) == [204] + [404] * 7
+        assert client.get(path).status_code == 404
+
+
+def test_updates_racing_a_delete_are_200_or_404(client: TestClient) -> None:
+    for _ in range(5):
+        path = f"{URL}/{create(client, 'contested')['id']}"
+        statuses = race(
+            client,
+            [("PATCH", path, {"done": True})] * 4
+            + [("DELETE", path, None)]
+            + [("PATCH", path, {"title": "renamed"})] * 4,
+        )
+        assert statuses.count(204) == 1 and set(statuses) <= {200, 204, 404}, statuses
+        assert client.get(path).status_code == 404
+
+
+def test_an_update_keeps_the_rest_and_moves_updated_at(client: TestClient) -> None:
+    todo = create(client, "before")
+    updated = client.patch(f"{URL}/{todo['id']}", json={"title": "after"}).json()
+    assert (updated["title"], updated["done"], updated["created_at"]) == ("after", False, todo["created_at"])
+    assert updated["updated_at"] > todo["updated_at"]
+    assert client.get(f"{URL}/{todo['id']}").json() == updated

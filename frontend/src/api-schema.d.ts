@@ -12,7 +12,7 @@ export interface paths {
             cookie?: never;
         };
         /** Health */
-        get: operations["health_health_get"];
+        get: operations["health"];
         put?: never;
         post?: never;
         delete?: never;
@@ -32,10 +32,10 @@ export interface paths {
          * List Todos
          * @description Todos, newest first.
          */
-        get: operations["list_todos_api_v1_todos_get"];
+        get: operations["list_todos"];
         put?: never;
         /** Create Todo */
-        post: operations["create_todo_api_v1_todos_post"];
+        post: operations["create_todo"];
         delete?: never;
         options?: never;
         head?: never;
@@ -50,15 +50,15 @@ export interface paths {
             cookie?: never;
         };
         /** Read Todo */
-        get: operations["read_todo_api_v1_todos__todo_id__get"];
+        get: operations["read_todo"];
         put?: never;
         post?: never;
         /** Delete Todo */
-        delete: operations["delete_todo_api_v1_todos__todo_id__delete"];
+        delete: operations["delete_todo"];
         options?: never;
         head?: never;
         /** Update Todo */
-        patch: operations["update_todo_api_v1_todos__todo_id__patch"];
+        patch: operations["update_todo"];
         trace?: never;
     };
     "/": {
@@ -69,7 +69,7 @@ export interface paths {
             cookie?: never;
         };
         /** Root */
-        get: operations["root__get"];
+        get: operations["root"];
         put?: never;
         post?: never;
         delete?: never;
@@ -180,7 +180,7 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
-    health_health_get: {
+    health: {
         parameters: {
             query?: never;
             header?: never;
@@ -209,7 +209,7 @@ export interface operations {
             };
         };
     };
-    list_todos_api_v1_todos_get: {
+    list_todos: {
         parameters: {
             query?: {
                 limit?: number;
@@ -241,7 +241,7 @@ export interface operations {
             };
         };
     };
-    create_todo_api_v1_todos_post: {
+    create_todo: {
         parameters: {
             query?: never;
             header?: never;
@@ -274,7 +274,7 @@ export interface operations {
             };
         };
     };
-    read_todo_api_v1_todos__todo_id__get: {
+    read_todo: {
         parameters: {
             query?: never;
             header?: never;
@@ -312,7 +312,7 @@ export interface operations {
             };
         };
     };
-    delete_todo_api_v1_todos__todo_id__delete: {
+    delete_todo: {
         parameters: {
             query?: never;
             header?: never;
@@ -348,7 +348,7 @@ export interface operations {
             };
         };
     };
-    update_todo_api_v1_todos__todo_id__patch: {
+    update_todo: {
         parameters: {
             query?: never;
             header?: never;
@@ -390,7 +390,7 @@ export interface operations {
             };
         };
     };
-    root__get: {
+    root: {
         parameters: {
             query?: never;
             header?: never;

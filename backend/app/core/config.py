@@ -12,7 +12,11 @@ from sqlalchemy.engine import URL, make_url
 
 from app import __version__
 
-DRIVER = "postgresql+psycopg"
+# asyncpg: queries run on the event loop (no thread per request), and a deadline cancels
+# them on the server.
+DRIVER = "postgresql+asyncpg"
+# Driver names a DATABASE_URL may carry; each is replaced by DRIVER.
+POSTGRES_DRIVERS = ("postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2", DRIVER)
 
 
 class Settings(BaseSettings):
@@ -44,20 +48,22 @@ class Settings(BaseSettings):
         default=SecretStr(""), validation_alias=AliasChoices("DB_PASSWORD", "POSTGRES_PASSWORD")
     )
 
+    # Connections per worker process, kept open; overflow ones are opened and closed on demand.
     DB_POOL_SIZE: int = Field(default=5, ge=5, le=20)
     DB_MAX_OVERFLOW: int = Field(default=10, ge=0, le=100)
     # Seconds to wait for a free pooled connection.
     DB_POOL_TIMEOUT: float = Field(default=5.0, gt=0, le=300)
     DB_POOL_RECYCLE: int = Field(default=1800, ge=-1)
-    # libpq connect_timeout, whole seconds (libpq treats 1 as 2).
-    DB_CONNECT_TIMEOUT: int = Field(default=2, ge=1, le=60)
+    # Seconds to open a connection (TCP, TLS and authentication).
+    DB_CONNECT_TIMEOUT: float = Field(default=2.0, gt=0, le=60)
     # Server-side statement_timeout for every connection; 0 disables it.
     DB_STATEMENT_TIMEOUT_MS: int = Field(default=5000, ge=0)
 
     # Upper bound for the whole /health database probe, seconds.
     HEALTH_CHECK_TIMEOUT: float = Field(default=1.5, gt=0, le=30)
-    # Answer 503 to any request still without a response after this many
-    # seconds (a database that accepts connections but never replies); 0 disables.
+    # Deadline for a request to start its response, seconds; 0 disables. Past it the
+    # request's work is cancelled (its transaction rolled back) and the answer is 503
+    # with Retry-After, or 504 when a commit was already on its way (outcome unknown).
     REQUEST_TIMEOUT: float = Field(default=10.0, ge=0, le=600)
     # Largest accepted request body, bytes (1 MiB).
     MAX_BODY_SIZE: int = Field(default=1024 * 1024, ge=1)
@@ -77,12 +83,12 @@ class Settings(BaseSettings):
 
     @property
     def SQLALCHEMY_DATABASE_URI(self) -> URL:
-        """The database URL, always with the psycopg 3 driver."""
+        """The database URL, always with the asyncpg driver."""
         if self.DATABASE_URL is not None:
             url = make_url(self.DATABASE_URL.get_secret_value())
-            if url.drivername in ("postgres", "postgresql", "postgresql+psycopg2"):
-                url = url.set(drivername=DRIVER)
-            return url
+            if url.drivername not in POSTGRES_DRIVERS:
+                raise ValueError(f"DATABASE_URL: {url.drivername!r} is not a PostgreSQL URL")
+            return url.set(drivername=DRIVER)
         return URL.create(
             drivername=DRIVER,
             username=self.DB_USER,

@@ -174,13 +174,20 @@ class BodySizeLimitMiddleware:
 
 
 class RequestTimeoutMiddleware:
-    """Answers 503 when a request has produced no response after `timeout` seconds.
+    """Cancels a request that has not started its response after `timeout` seconds.
 
-    Route handlers are synchronous and run in threads that cannot be killed;
-    a database that accepts TCP but never answers (frozen, overloaded
-    network path) would otherwise hold the client forever. The handler keeps
-    running in the background and whatever it sends later is discarded.
+    Cancelling reaches the statement in flight (asyncpg asks the server to cancel it), and
+    a request cancelled before its COMMIT can never commit: the answer is 503 with
+    Retry-After, nothing was changed. Its session rolls back as it unwinds; that gets up
+    to ROLLBACK_GRACE seconds before the answer goes out and finishes in the background
+    after (a frozen database answers nothing, not even a rollback). Only when the deadline
+    passed while a COMMIT was on its way (the request's session, which get_db keeps in
+    the request state, says so) can nobody tell whether it committed: then 504 without
+    Retry-After, so that a client does not blindly repeat a write that may have happened.
+    A response that has started is never cut off.
     """
+
+    ROLLBACK_GRACE = 1.0
 
     def __init__(self, app: ASGIApp, timeout: float, exempt_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
@@ -203,31 +210,42 @@ class RequestTimeoutMiddleware:
                 response_started = True
             await send(message)
 
-        task = asyncio.ensure_future(self.app(scope, receive, guarded_send))
+        work = asyncio.ensure_future(self.app(scope, receive, guarded_send))
         try:
-            done, _ = await asyncio.wait({task}, timeout=self.timeout)
-        except asyncio.CancelledError:
-            task.cancel()
-            raise
-        if done or response_started:
-            await task
+            await asyncio.wait_for(asyncio.shield(work), self.timeout)
             return
+        except TimeoutError:
+            if work.done() or response_started:
+                await work
+                return
+        except asyncio.CancelledError:
+            work.cancel()
+            raise
 
+        session = scope.get("state", {}).get("db_session")
+        outcome_unknown = bool(getattr(session, "commit_in_flight", False))
         abandoned = True
-        task.add_done_callback(_log_late_failure)
+        work.cancel()
+        await asyncio.wait({work}, timeout=self.ROLLBACK_GRACE)
+        work.add_done_callback(_retrieve_result)
         log.warning(
-            "request timed out after %ss: %s %s",
+            "request timed out after %ss: %s %s; %s",
             self.timeout,
             scope["method"],
             scope["path"],
+            "its commit was in flight: outcome unknown" if outcome_unknown else "cancelled before any commit",
             extra={"path": scope["path"]},
         )
-        await _reply(scope, receive, send, 503, "Request timed out", retry_after=5)
+        if outcome_unknown:
+            await _reply(scope, receive, send, 504, "Request timed out; whether it took effect is unknown")
+        else:
+            await _reply(scope, receive, send, 503, "Request timed out", retry_after=5)
 
 
-def _log_late_failure(task: asyncio.Future[None]) -> None:
+def _retrieve_result(task: asyncio.Future[None]) -> None:
+    """Consume a cancelled request's outcome, so asyncio does not report it as never retrieved."""
     if not task.cancelled() and task.exception() is not None:
-        log.info("abandoned request ended with %s", type(task.exception()).__name__)
+        log.info("cancelled request ended with %s", type(task.exception()).__name__)
 
 
 async def _reply(
