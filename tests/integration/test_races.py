@@ -73,15 +73,19 @@ def jobs_for(url, ids, rng):
 
 def problems_in(results, ids):
     """What is wrong with the answers of one round."""
-    problems = []
     deletes = collections.defaultdict(list)
+    for method, todo_id, status, _ in results:
+        if method == "DELETE":
+            deletes[todo_id].append(status)
+    problems = [
+        f"DELETE {todo_id} answered {sorted(deletes[todo_id], key=str)}: not one 204 and the rest 404"
+        for todo_id in ids
+        if sorted(deletes[todo_id], key=str) != [204] + [404] * (DELETES_PER_TODO - 1)
+    ]
     for method, todo_id, status, response in results:
         if status is None:
             problems.append(f"{method} {todo_id}: no answer ({response!r})")
-            continue
-        if method == "DELETE":
-            deletes[todo_id].append(status)
-        if status >= 500 or (method == "PATCH" and status not in (200, 404)) or (method == "DELETE" and status == 200):
+        elif status >= 500 or status not in ((200, 404) if method == "PATCH" else (204, 404)):
             problems.append(
                 f"{method} {todo_id}: {status} {response.headers.get('content-type')} {response.text[:200]!r}"
             )
@@ -89,9 +93,6 @@ def problems_in(results, ids):
             problems.append(f"{method} {todo_id}: {status} not JSON ({response.headers.get('content-type')})")
         elif method == "PATCH" and status == 200 and response.json()["id"] != todo_id:
             problems.append(f"PATCH {todo_id}: 200 for another todo: {response.text[:200]}")
-    for todo_id in ids:
-        if sorted(deletes[todo_id]) != [204] + [404] * (DELETES_PER_TODO - 1):
-            problems.append(f"DELETE {todo_id} answered {sorted(deletes[todo_id])}: not one 204 and the rest 404")
     return problems
 
 
@@ -122,5 +123,6 @@ def test_racing_patches_and_deletes_on_the_same_todos(url):
                     problems.append(f"round {round_}: list total {before} before, {after['total']} after")
     finally:
         clients.close()
-    print(f"races: {ROUNDS} rounds of {TODOS} todos; answers {dict(sorted(statuses.items(), key=str))}")
-    assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems[:20])
+    answers = dict(sorted(statuses.items(), key=str))
+    print(f"races: {ROUNDS} rounds of {TODOS} todos; answers {answers}")
+    assert not problems, f"{len(problems)} problems (answers {answers}), the first:\n" + "\n".join(problems[:20])
