@@ -53,7 +53,7 @@ class Clients:
             session.close()
 
 
-def total(url):
+def first_page(url):
     response = requests.get(url, params={"limit": 100}, timeout=TIMEOUT)
     assert response.status_code == 200, response.text
     return response.json()
@@ -104,7 +104,7 @@ def test_racing_patches_and_deletes_on_the_same_todos(url):
     try:
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
             for round_ in range(ROUNDS):
-                before = total(url)["total"]
+                before = first_page(url)["total"]
                 ids = []
                 for n in range(TODOS):
                     created = requests.post(url, json={"title": f"race {round_}.{n}"}, timeout=TIMEOUT)
@@ -118,7 +118,7 @@ def test_racing_patches_and_deletes_on_the_same_todos(url):
                     status = requests.get(f"{url}/{todo_id}", timeout=TIMEOUT).status_code
                     if status != 404:
                         problems.append(f"round {round_}: GET {todo_id} after its deletion: {status}")
-                after = total(url)
+                after = first_page(url)
                 if after["total"] != before or set(ids) & {item["id"] for item in after["items"]}:
                     problems.append(f"round {round_}: list total {before} before, {after['total']} after")
     finally:
