@@ -17,7 +17,7 @@ from sqlalchemy import exc as sa_exc
 from app.api.router import api_router, root_router
 from app.core import metrics
 from app.core.config import Settings, get_settings
-from app.core.db import create_db_engine, create_session_factory
+from app.core.db import autocommit, create_db_engine
 from app.core.logging import configure_logging
 from app.core.middleware import (
     BodySizeLimitMiddleware,
@@ -105,7 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     engine = create_db_engine(settings)
     app.state.settings = settings
     app.state.engine = engine
-    app.state.session_factory = create_session_factory(engine)
+    app.state.read_engine = autocommit(engine)
 
     # Added innermost first. Outermost to innermost: RequestLog, CORS,
     # RequestTimeout, BodySizeLimit; so every response (413s and 503s

@@ -38,7 +38,7 @@ def test_defaults() -> None:
     s = make()
     assert s.DB_HOST == "postgres"
     assert s.DB_PORT == 5432
-    assert s.DB_POOL_SIZE == 5
+    assert s.DB_POOL_SIZE == 10
     assert s.DB_CONNECT_TIMEOUT == 2
     assert s.CORS_ORIGINS == ["http://localhost:3000"]
     assert s.DEBUG is False

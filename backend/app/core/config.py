@@ -48,8 +48,10 @@ class Settings(BaseSettings):
         default=SecretStr(""), validation_alias=AliasChoices("DB_PASSWORD", "POSTGRES_PASSWORD")
     )
 
-    # Connections per worker process, kept open; overflow ones are opened and closed on demand.
-    DB_POOL_SIZE: int = Field(default=5, ge=5, le=20)
+    # Connections per worker process, kept open. A request holds one only while its statement
+    # runs, but under load about as many run at once as there are requests in flight, and an
+    # overflow connection is opened and closed each time (most of a request's CPU).
+    DB_POOL_SIZE: int = Field(default=10, ge=5, le=20)
     DB_MAX_OVERFLOW: int = Field(default=10, ge=0, le=100)
     # Seconds to wait for a free pooled connection.
     DB_POOL_TIMEOUT: float = Field(default=5.0, gt=0, le=300)

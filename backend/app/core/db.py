@@ -1,8 +1,8 @@
-"""Engine and session factory."""
+"""The database engines."""
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.core.config import Settings
 
@@ -17,8 +17,8 @@ def connect_args(settings: Settings) -> dict[str, object]:
 
 def create_db_engine(settings: Settings) -> AsyncEngine:
     # No pool_pre_ping: it costs a round trip per checkout. A connection the server has
-    # closed fails its first statement, is discarded by the pool, and that request
-    # answers 503 (see main.database_error_handler); the next one gets a fresh connection.
+    # closed fails its first statement and that request answers 503 (see
+    # main.database_error_handler); SQLAlchemy then replaces every pooled connection.
     return create_async_engine(
         settings.SQLALCHEMY_DATABASE_URI,
         pool_size=settings.DB_POOL_SIZE,
@@ -29,17 +29,7 @@ def create_db_engine(settings: Settings) -> AsyncEngine:
     )
 
 
-class RequestSession(AsyncSession):
-    """A session that knows whether a COMMIT was sent and not yet answered: if the
-    request is cancelled then (its deadline passed), nobody can say whether it committed."""
-
-    commit_in_flight = False
-
-    async def commit(self) -> None:
-        self.commit_in_flight = True
-        await super().commit()
-        self.commit_in_flight = False
-
-
-def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[RequestSession]:
-    return async_sessionmaker(bind=engine, class_=RequestSession, autoflush=False, expire_on_commit=False)
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool, without transactions: a single statement needs no BEGIN and ROLLBACK
+    round trips (asyncpg then simply sends no BEGIN)."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")

@@ -178,11 +178,11 @@ class RequestTimeoutMiddleware:
 
     Cancelling reaches the statement in flight (asyncpg asks the server to cancel it), and
     a request cancelled before its COMMIT can never commit: the answer is 503 with
-    Retry-After, nothing was changed. Its session rolls back as it unwinds; that gets up
-    to ROLLBACK_GRACE seconds before the answer goes out and finishes in the background
+    Retry-After, nothing was changed. Its transaction rolls back as it unwinds; that gets
+    up to ROLLBACK_GRACE seconds before the answer goes out and finishes in the background
     after (a frozen database answers nothing, not even a rollback). Only when the deadline
-    passed while a COMMIT was on its way (the request's session, which get_db keeps in
-    the request state, says so) can nobody tell whether it committed: then 504 without
+    passed while a COMMIT was on its way (`commit_in_flight` in the request state, set by
+    deps.write_transaction) can nobody tell whether it committed: then 504 without
     Retry-After, so that a client does not blindly repeat a write that may have happened.
     A response that has started is never cut off.
     """
@@ -222,8 +222,7 @@ class RequestTimeoutMiddleware:
             work.cancel()
             raise
 
-        session = scope.get("state", {}).get("db_session")
-        outcome_unknown = bool(getattr(session, "commit_in_flight", False))
+        outcome_unknown = scope.get("state", {}).get("commit_in_flight", False)
         abandoned = True
         work.cancel()
         await asyncio.wait({work}, timeout=self.ROLLBACK_GRACE)

@@ -1,8 +1,9 @@
 """/api/v1/todos
 
-Each operation is one SQL statement, so a row changed or deleted by a concurrent request
-between a read and a write cannot exist: an update or delete of a missing row is a 404.
-Responses are serialised once, by pydantic, straight from the rows.
+Each operation is one SQL statement, built once at import: a row that a concurrent request
+deletes between a read and a write cannot exist, so updating or deleting a missing row is
+a 404 and of two racing deletes exactly one succeeds. Reads run without a transaction,
+writes in one. Responses are serialised once, from the rows.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
-from app.api.deps import SessionDep
+from app.api.deps import DbDep
 from app.models import Todo
 from app.schemas import TodoCreate, TodoList, TodoRead, TodoUpdate
 
@@ -40,8 +41,20 @@ MAX_OFFSET = 2**63 - 1
 MIN_ID, MAX_ID = -(2**31), 2**31 - 1
 
 COLUMNS = (Todo.id, Todo.title, Todo.done, Todo.created_at, Todo.updated_at)
-NEWEST_FIRST = (Todo.created_at.desc(), Todo.id.desc())
+BY_ID = Todo.id == bindparam("todo_id")
 COUNT = select(func.count()).select_from(Todo)
+# The page and the total in one statement, so both come from the same snapshot.
+PAGE = (
+    select(*COLUMNS, COUNT.scalar_subquery().label("total"))
+    .order_by(Todo.created_at.desc(), Todo.id.desc())
+    .limit(bindparam("limit"))
+    .offset(bindparam("offset"))
+)
+READ = select(*COLUMNS).where(BY_ID)
+CREATE = insert(Todo).returning(*COLUMNS)
+# updated_at is set by the statement itself: a bulk UPDATE does not apply the model's onupdate.
+UPDATE = update(Todo).where(BY_ID).values(updated_at=func.now()).returning(*COLUMNS)
+DELETE = delete(Todo).where(BY_ID).returning(Todo.id)
 
 
 def json_response(model: TodoRead | TodoList, status_code: int = status.HTTP_200_OK) -> Response:
@@ -52,62 +65,55 @@ def not_found(todo_id: int) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"Todo {todo_id} not found")
 
 
-def row_or_404(row: object | None, todo_id: int) -> Response:
+def todo_or_404(row: object | None, todo_id: int) -> Response:
     if row is None:
         raise not_found(todo_id)
     return json_response(TodoRead.model_validate(row))
 
 
+def valid_id(todo_id: int) -> int:
+    if not MIN_ID <= todo_id <= MAX_ID:
+        raise not_found(todo_id)
+    return todo_id
+
+
 @router.get("", response_model=TodoList)
 async def list_todos(
-    session: SessionDep,
+    db: DbDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> Response:
     """Todos, newest first."""
-    # One statement: the page and the total from the same snapshot. A page past the end has
-    # no row to carry the total, so only then it is counted on its own.
-    page = select(*COLUMNS, COUNT.scalar_subquery().label("total")).order_by(*NEWEST_FIRST).limit(limit).offset(offset)
-    rows = (await session.execute(page)).all()
-    total = rows[0].total if rows else await session.scalar(COUNT)
-    items = [TodoRead.model_validate(row) for row in rows]
-    return json_response(TodoList(items=items, total=total, limit=limit, offset=offset))
+    async with db.read() as conn:
+        rows = (await conn.execute(PAGE, {"limit": limit, "offset": offset})).all()
+        # A page past the end has no row to carry the total: only then it is counted on its own.
+        total = rows[0].total if rows else await conn.scalar(COUNT)
+    page = {"items": rows, "total": total, "limit": limit, "offset": offset}
+    return json_response(TodoList.model_validate(page, from_attributes=True))
 
 
 @router.post("", response_model=TodoRead, status_code=status.HTTP_201_CREATED, responses=CREATED_LINKS)
-async def create_todo(session: SessionDep, body: TodoCreate) -> Response:
-    row = (await session.execute(insert(Todo).values(title=body.title, done=body.done).returning(*COLUMNS))).one()
-    await session.commit()
+async def create_todo(db: DbDep, body: TodoCreate) -> Response:
+    async with db.transaction() as conn:
+        row = (await conn.execute(CREATE, {"title": body.title, "done": body.done})).one()
     return json_response(TodoRead.model_validate(row), status.HTTP_201_CREATED)
 
 
 @router.get("/{todo_id}", response_model=TodoRead, responses=NOT_FOUND)
-async def read_todo(session: SessionDep, todo_id: int) -> Response:
-    row = (
-        (await session.execute(select(*COLUMNS).where(Todo.id == todo_id))).first()
-        if MIN_ID <= todo_id <= MAX_ID
-        else None
-    )
-    return row_or_404(row, todo_id)
+async def read_todo(db: DbDep, todo_id: int) -> Response:
+    key = {"todo_id": valid_id(todo_id)}
+    async with db.read() as conn:
+        row = (await conn.execute(READ, key)).first()
+    return todo_or_404(row, todo_id)
 
 
 @router.patch("/{todo_id}", response_model=TodoRead, responses=NOT_FOUND)
-async def update_todo(session: SessionDep, todo_id: int, body: TodoUpdate) -> Response:
-    if not MIN_ID <= todo_id <= MAX_ID:
-        raise not_found(todo_id)
+async def update_todo(db: DbDep, todo_id: int, body: TodoUpdate) -> Response:
     changes = body.model_dump(exclude_unset=True)
-    if not changes:
-        return await read_todo(session, todo_id)
-    statement = (
-        update(Todo)
-        .where(Todo.id == todo_id)
-        .values(**changes, updated_at=func.now())
-        .returning(*COLUMNS)
-        .execution_options(synchronize_session=False)
-    )
-    row = (await session.execute(statement)).first()
-    await session.commit()
-    return row_or_404(row, todo_id)
+    statement, key = UPDATE.values(**changes) if changes else READ, {"todo_id": valid_id(todo_id)}
+    async with db.transaction() as conn:
+        row = (await conn.execute(statement, key)).first()
+    return todo_or_404(row, todo_id)
 
 
 @router.delete(
@@ -116,12 +122,10 @@ async def update_todo(session: SessionDep, todo_id: int, body: TodoUpdate) -> Re
     response_class=Response,
     responses=NOT_FOUND,
 )
-async def delete_todo(session: SessionDep, todo_id: int) -> Response:
-    if not MIN_ID <= todo_id <= MAX_ID:
-        raise not_found(todo_id)
-    statement = delete(Todo).where(Todo.id == todo_id).returning(Todo.id).execution_options(synchronize_session=False)
-    deleted = (await session.execute(statement)).first()
-    await session.commit()
+async def delete_todo(db: DbDep, todo_id: int) -> Response:
+    key = {"todo_id": valid_id(todo_id)}
+    async with db.transaction() as conn:
+        deleted = (await conn.execute(DELETE, key)).first()
     if deleted is None:
         raise not_found(todo_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
