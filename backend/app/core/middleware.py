@@ -33,10 +33,14 @@ class RouteTemplates:
     Built once, lazily, from the OpenAPI paths (full templates, prefixes
     included, whatever the FastAPI version does internally with included
     routers) plus the app's plain top-level routes (/metrics, /docs, ...).
+    A request that reached a route is looked up by that route (the router
+    leaves it in the scope) after its first match: one dict lookup, not a
+    scan of the patterns.
     """
 
     def __init__(self) -> None:
         self._patterns: list[tuple[re.Pattern[str], str]] | None = None
+        self._by_route: dict[int, str] = {}
 
     def _build(self, app: Any) -> list[tuple[re.Pattern[str], str]]:
         try:
@@ -56,9 +60,17 @@ class RouteTemplates:
         app = scope.get("app")
         if app is None or not hasattr(app, "openapi"):
             return UNMATCHED
+        route = scope.get("route")
+        template = self._by_route.get(id(route)) if route is not None else None
+        if template is None:
+            template = self._match(app, scope.get("path", ""))
+            if route is not None:
+                self._by_route[id(route)] = template
+        return template
+
+    def _match(self, app: Any, path: str) -> str:
         if self._patterns is None:
             self._patterns = self._build(app)
-        path = scope.get("path", "")
         for pattern, template in self._patterns:
             if pattern.match(path):
                 return template
