@@ -154,9 +154,9 @@ export interface components {
         /** TodoUpdate */
         TodoUpdate: {
             /** Title */
-            title?: string | null;
+            title?: string;
             /** Done */
-            done?: boolean | null;
+            done?: boolean;
         };
         /** ValidationError */
         ValidationError: {
