@@ -17,8 +17,8 @@ export type Health = Schemas['HealthStatus'];
 /** A POST body: the title only (a new todo is not done). */
 type TodoCreate = Pick<Schemas['TodoCreate'], 'title'>;
 
-/** A PATCH body: a field left out stays as it is; the backend refuses an explicit null. */
-export type TodoUpdate = { [K in keyof Schemas['TodoUpdate']]?: NonNullable<Schemas['TodoUpdate'][K]> };
+/** A PATCH body: a field left out stays as it is (null is not a value). */
+export type TodoUpdate = Schemas['TodoUpdate'];
 
 /** One entry of FastAPI's 422 `detail` array: the fields the client reads. */
 export type ValidationIssue = Pick<Schemas['ValidationError'], 'loc' | 'msg'>;
