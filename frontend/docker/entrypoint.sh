@@ -9,18 +9,30 @@
 # into /etc/nginx/conf.d).
 #
 # Environment:
-#   BACKEND_URL     upstream for /api/, /health, /docs, /openapi.json
+#   BACKEND_URL     upstream for /api/, /health, /docs, /openapi.json, /metrics
 #                   (scheme://host[:port], no path; default http://backend:8000)
-# The backend host is resolved at request time with the nameservers of
-# /etc/resolv.conf (Docker's embedded DNS on a compose network).
-set -eu
+#
+# The backend host is resolved here, not by nginx: its IPv4 addresses go into
+# backend-servers.conf, which the template's upstream block includes (an
+# upstream keeps idle connections to the backend; nginx 1.26 cannot re-resolve
+# the names in one by itself). A background loop resolves the host again every
+# RESOLVE_INTERVAL seconds (default 1) with the nameservers of /etc/resolv.conf
+# (Docker's embedded DNS on a compose network) and reloads nginx when the
+# addresses change: a stopped backend (no address: a "down" placeholder, every
+# API request gets the 502 at once), a started or recreated one (new address),
+# several replicas (DNS round robin: one server line each).
+#
+# -f: no pathname expansion anywhere (address lists are split on blanks, and an
+# IPv6 literal in brackets would otherwise be a pattern).
+set -euf
 
 TEMPLATE=/etc/nginx/frontend/default.conf.template
 RUNTIME_DIR=/tmp/nginx
+SERVERS=$RUNTIME_DIR/backend-servers.conf
+RESOLVE_INTERVAL=${RESOLVE_INTERVAL:-1}
 
 BACKEND_URL=${BACKEND_URL:-http://backend:8000}
-# Drop trailing slashes: with a variable in proxy_pass, any path part would
-# replace the whole request URI.
+# Drop trailing slashes: no path part, the request URI is passed on unchanged.
 while [ "${BACKEND_URL%/}" != "$BACKEND_URL" ]; do BACKEND_URL=${BACKEND_URL%/}; done
 case "$BACKEND_URL" in
   http://?*|https://?*) ;;
@@ -31,9 +43,69 @@ case "${BACKEND_URL#*://}" in
     echo "entrypoint: BACKEND_URL must be scheme://host[:port] without a path, got '$BACKEND_URL'" >&2; exit 64 ;;
 esac
 
-RESOLVER=$(awk '$1 == "nameserver" { ns = $2; if (ns ~ /:/) ns = "[" ns "]"; out = out (out ? " " : "") ns } END { print out }' /etc/resolv.conf 2>/dev/null || true)
-RESOLVER=${RESOLVER:-127.0.0.11}
-export BACKEND_URL RESOLVER
+BACKEND_SCHEME=${BACKEND_URL%%://*}
+BACKEND_AUTHORITY=${BACKEND_URL#*://}
+case "$BACKEND_AUTHORITY" in
+  \[*\]:*|[!\[]*:*) BACKEND_HOST=${BACKEND_AUTHORITY%:*}; BACKEND_PORT=${BACKEND_AUTHORITY##*:} ;;
+  *) BACKEND_HOST=$BACKEND_AUTHORITY; BACKEND_PORT= ;;
+esac
+if [ -z "$BACKEND_PORT" ]; then
+  if [ "$BACKEND_SCHEME" = https ]; then BACKEND_PORT=443; else BACKEND_PORT=80; fi
+fi
+case "$BACKEND_PORT" in
+  *[!0-9]*)
+    echo "entrypoint: BACKEND_URL's port must be a number, got '$BACKEND_URL'" >&2; exit 64 ;;
+esac
+export BACKEND_SCHEME BACKEND_AUTHORITY BACKEND_HOST
+
+# The backend's addresses, one a line (none while its name does not resolve). A
+# name is looked up with a trailing dot, so that no search domain of resolv.conf
+# is tried after it; IP literals are used as they are.
+backend_addresses() {
+  case "$BACKEND_HOST" in
+    \[*) echo "$BACKEND_HOST" ;;
+    *[!0-9.]*) getent ahostsv4 "$BACKEND_HOST." 2>/dev/null | awk '{ print $1 }' | sort -u ;;
+    *) echo "$BACKEND_HOST" ;;
+  esac
+}
+
+# The addresses on one line, for the log.
+one_line() {
+  # shellcheck disable=SC2086  # word splitting wanted
+  set -- $1
+  echo "$*"
+}
+
+# backend-servers.conf for these addresses: a server line each, or a placeholder
+# marked down (nginx then answers "no live upstreams", a 502, at once).
+write_servers() {
+  if [ -z "$1" ]; then
+    printf '# %s does not resolve\nserver 127.0.0.1:%s down;\n' "$BACKEND_HOST" "$BACKEND_PORT"
+  else
+    for address in $1; do
+      printf 'server %s:%s max_fails=1 fail_timeout=1s;\n' "$address" "$BACKEND_PORT"
+    done
+  fi > "$SERVERS.new"
+  mv "$SERVERS.new" "$SERVERS"
+}
+
+# Runs next to nginx (a child of it once the exec below has happened): resolves
+# the backend again every RESOLVE_INTERVAL seconds and, when its addresses
+# changed, rewrites backend-servers.conf and has nginx reload (SIGHUP: new
+# workers, the old ones finish their requests).
+watch_backend() {
+  set +e  # a round that fails (a write, the signal) is tried again the next second
+  current=$1
+  while sleep "$RESOLVE_INTERVAL"; do
+    addresses=$(backend_addresses)
+    [ "$addresses" = "$current" ] && continue
+    write_servers "$addresses"
+    if kill -HUP "$(cat "$RUNTIME_DIR/nginx.pid" 2>/dev/null)" 2>/dev/null; then
+      current=$addresses
+      echo "entrypoint: $BACKEND_HOST now at [$(one_line "$addresses")]; nginx reloaded" >&2
+    fi
+  done
+}
 
 mkdir -p "$RUNTIME_DIR/conf.d" "$RUNTIME_DIR/client_temp" "$RUNTIME_DIR/proxy_temp" \
          "$RUNTIME_DIR/fastcgi_temp" "$RUNTIME_DIR/uwsgi_temp" "$RUNTIME_DIR/scgi_temp"
@@ -41,9 +113,11 @@ mkdir -p "$RUNTIME_DIR/conf.d" "$RUNTIME_DIR/client_temp" "$RUNTIME_DIR/proxy_te
 # envsubst: both nginx bases ship it (gettext-base). Its argument lists the variables to
 # replace, literally: no expansion wanted, hence the single quotes.
 # shellcheck disable=SC2016
-envsubst '${BACKEND_URL} ${RESOLVER}' < "$TEMPLATE" > "$RUNTIME_DIR/conf.d/default.conf"
+envsubst '${BACKEND_SCHEME} ${BACKEND_AUTHORITY} ${BACKEND_HOST}' < "$TEMPLATE" > "$RUNTIME_DIR/conf.d/default.conf"
+addresses=$(backend_addresses)
+write_servers "$addresses"
 
-echo "entrypoint: proxying API to $BACKEND_URL (resolver $RESOLVER)" >&2
+echo "entrypoint: proxying API to $BACKEND_URL, now at [$(one_line "$addresses")] (resolved again every $RESOLVE_INTERVAL s)" >&2
 
 if [ "$#" -eq 0 ]; then
   set -- nginx -g 'daemon off;'
@@ -52,6 +126,7 @@ fi
 # /var/log/nginx/error.log, which is not writable on a read-only root.
 if [ "$1" = nginx ]; then
   shift
+  watch_backend "$addresses" &
   exec nginx -e stderr -c /etc/nginx/nginx.conf "$@"
 fi
 exec "$@"
