@@ -2,6 +2,10 @@
 back, the backend's process dying, the whole stack restarted. Each through the frontend's
 origin, as a browser sees it, with the data checked before and after.
 
+The backend gone (stopped, or removed and started again at another address): the origin
+answers for it at once, nginx's JSON 502 (the frontend re-resolves the backend every second
+and connects with a short timeout), and proxies again as soon as a backend is back.
+
 Which ways of killing the backend its restart policy (`unless-stopped`) honours, on
 Engine 20.10: the main process exiting by itself (here `kill 1` from inside the container,
 or a crash) is restarted; `docker kill`, whatever the signal, counts as stopping it by hand,
@@ -18,6 +22,8 @@ from tests.integration.stacks import http, running_stack, wait_until
 
 HEALTH_DEADLINE_S = 2.0  # /health answers within this while the database is down
 RECOVERY_DEADLINE_S = 10.0  # ... and says ok within this once it is back
+BACKEND_GONE_DEADLINE_S = 1.0  # the origin's 502 for the API and /health, the backend gone
+BACKEND_BACK_DEADLINE_S = 3.0  # ... and its answers from the backend once that is healthy
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +56,36 @@ def healthy(stack):
 def container_healthy(stack, service):
     state = stack.inspect(service, prod=True)["State"]
     return state["Status"] == "running" and state.get("Health", {}).get("Status") == "healthy"
+
+
+def origin_ok(stack):
+    return api(stack, "GET", "/api/v1/todos").status_code == 200 and healthy(stack)
+
+
+def web_address(stack):
+    """The backend's address on the network it shares with the frontend."""
+    networks = stack.inspect("backend", prod=True)["NetworkSettings"]["Networks"]
+    return networks[f"{stack.prod_project}_web"]["IPAddress"]
+
+
+def assert_backend_unavailable(response):
+    request = response.request
+    assert response.status_code in (502, 503), f"{request.url}: {response.status_code} {response.text}"
+    assert response.headers["Content-Type"].startswith("application/json"), response.headers
+    assert response.json() == {"detail": "Backend unavailable"}
+
+
+def answers_without_backend(stack, rounds=6):
+    """Seconds of each answer of the origin for the API and /health, from right after the
+    backend went (the frontend still has its address) to past the frontend's next re-resolve."""
+    seconds = []
+    for _ in range(rounds):
+        for path in ("/api/v1/todos", "/health"):
+            response, took = timed("GET", stack.url("PROD_PORT") + path)
+            seconds.append(took)
+            assert_backend_unavailable(response)
+        time.sleep(0.2)
+    return seconds
 
 
 def create_todos(stack, count, label):
@@ -155,14 +191,63 @@ def test_docker_kill_counts_as_a_manual_stop_and_up_brings_the_backend_back(stac
         time.sleep(3)
         after = stack.inspect("backend", prod=True)
         assert after["State"]["Status"] == "exited" and after["RestartCount"] == before["RestartCount"]
-        # nginx's own answer. It can take up to its proxy_connect_timeout (5 s): until its
-        # resolver cache expires it connects to the vanished container's address.
+        # nginx's own answer (how fast: test_backend_stopped_gives_fast_502s_...).
         response, seconds = timed("GET", stack.url("PROD_PORT") + "/health")
         measure("faults: /health with the backend down (nginx)", seconds, "s")
         assert response.status_code == 502 and response.json() == {"detail": "Backend unavailable"}
     finally:
         stack.ok("up", "--prod")
     assert healthy(stack)
+    assert_round_trip(stack)
+
+
+def test_backend_stopped_gives_fast_502s_and_the_origin_recovers_once_it_is_healthy(stack, measure):
+    backend = stack.container("backend", prod=True)
+    frontend = stack.inspect("frontend", prod=True)
+    assert origin_ok(stack)
+    docker("stop", backend)
+    try:
+        seconds = answers_without_backend(stack)
+    finally:
+        docker("start", backend)
+    came_back = wait_until(lambda: container_healthy(stack, "backend"), timeout=120, interval=0.1)
+    assert came_back is not None, "the backend did not become healthy again"
+    back = wait_until(lambda: origin_ok(stack), timeout=BACKEND_BACK_DEADLINE_S + 10)
+    measure("faults: origin's 502, backend stopped (max)", max(seconds), "s")
+    measure("faults: origin's 502, backend stopped (median)", sorted(seconds)[len(seconds) // 2], "s")
+    assert max(seconds) < BACKEND_GONE_DEADLINE_S, seconds
+    assert back is not None, "the origin did not answer from the backend again"
+    measure("faults: origin back after the backend is healthy", back, "s")
+    assert back <= BACKEND_BACK_DEADLINE_S, f"back {back:.1f} s after the backend was healthy"
+    assert stack.inspect("frontend", prod=True)["State"]["StartedAt"] == frontend["State"]["StartedAt"]
+    assert_round_trip(stack)
+
+
+def test_backend_recreated_at_another_address_is_found_without_restarting_the_frontend(stack, measure):
+    """Removed, then created again by `inv up`: a placeholder takes the old address meanwhile,
+    so the new backend has another one, which the frontend must pick up by itself."""
+    before = stack.inspect("backend", prod=True)
+    frontend = stack.inspect("frontend", prod=True)
+    old_address = web_address(stack)
+    placeholder, image = f"{stack.prod_project}-placeholder", before["Config"]["Image"]
+    docker("rm", "--force", stack.container("backend", prod=True))
+    try:
+        seconds = answers_without_backend(stack)
+    finally:
+        network = f"{stack.prod_project}_web"
+        docker("run", "--detach", "--name", placeholder, "--network", network, "--entrypoint", "sleep", image, "600")
+        try:
+            stack.ok("up", "--prod")
+        finally:
+            docker("rm", "--force", placeholder)
+    back = wait_until(lambda: origin_ok(stack), timeout=BACKEND_BACK_DEADLINE_S + 10)
+    measure("faults: origin's 502, backend removed (max)", max(seconds), "s")
+    assert max(seconds) < BACKEND_GONE_DEADLINE_S, seconds
+    assert web_address(stack) != old_address, "the new backend got the old address: nothing to re-resolve"
+    assert stack.inspect("frontend", prod=True)["State"]["StartedAt"] == frontend["State"]["StartedAt"]
+    assert back is not None, "the origin did not find the backend at its new address"
+    measure("faults: origin back after the recreated backend is healthy", back, "s")
+    assert back <= BACKEND_BACK_DEADLINE_S, f"back {back:.1f} s after the backend was healthy"
     assert_round_trip(stack)
 
 
