@@ -1,6 +1,8 @@
 """Section `load`: the prod API under wrk (stackctl.bench.wrk), through the frontend origin
-(nginx -> backend) and straight to the backend, with each container's memory idle and its
-memory and CPU under the list load.
+(nginx -> backend) and straight to the backend, with each container's memory idle, and for
+each load each container's CPU time per request (its cgroup's counter before and after the
+run: nothing samples the containers while wrk runs) and, under the list load, its CPU share
+and peak memory.
 
 The backend is not published in the prod stack. wrk reaches it directly by running in its
 network namespace (`nsenter -t PID -n`, root only), where it is at 127.0.0.1:8000: the host's
@@ -15,7 +17,7 @@ from .. import Problem
 from ..compose import docker_compose
 from . import wrk
 from .loopback import http
-from .machine import container_stats
+from .machine import container_stats, container_usage
 
 
 def load(bench):
@@ -63,21 +65,13 @@ def _load(bench):
     # Every GET runs before the first POST, so the list is read with exactly `rows` rows.
     for endpoint, method, lua in (("list", "GET", ""), ("create", "POST", wrk.POST_TODO)):
         for key, where, url, pid in paths:
-            sampled = endpoint == "list" and key == "via_frontend"
-            _wrk_runs(
-                bench,
-                f"api_{endpoint}_{key}",
-                f"{method} /api/v1/todos {where}",
-                url,
-                lua,
-                pid,
-                names if sampled else None,
-            )
+            _wrk_runs(bench, f"api_{endpoint}_{key}", f"{method} /api/v1/todos {where}", url, lua, pid, names)
 
 
 def _wrk_runs(bench, key, label, url, lua, netns_pid, names):
-    """A warm-up, then `runs` recorded runs; with `names` ({container: service}), the containers'
-    peak memory and CPU, wrk's and the host's CPU are recorded too."""
+    """A warm-up, then `runs` recorded runs, each with every container's CPU time per request
+    ({container: service} `names`); for the list via the frontend also their CPU share and
+    peak memory, wrk's and the host's CPU."""
     bench.say(f"bench: {label}: {bench.load['warmup_s']} s warm-up")
     _wrk(bench, url, lua, bench.load["warmup_s"], netns_pid)
     for run in range(bench.runs):
@@ -85,50 +79,32 @@ def _wrk_runs(bench, key, label, url, lua, netns_pid, names):
             f"bench: {label}: {bench.load['duration_s']} s x {bench.load['connections']} connections "
             f"({run + 1}/{bench.runs})"
         )
-        peaks = {}
-        measured = _wrk(
-            bench,
-            url,
-            lua,
-            bench.load["duration_s"],
-            netns_pid,
-            _peaks_sampler(bench.copy.ctx, names, peaks) if names else None,
-        )
+        before = container_usage(bench.copy.ctx, names)
+        measured = _wrk(bench, url, lua, bench.load["duration_s"], netns_pid)
+        after = container_usage(bench.copy.ctx, names)
         result = measured.result
         for suffix, unit in (("rps", "req/s"), ("p50_ms", "ms"), ("p99_ms", "ms")):
             metric = bench.add(f"{key}_{suffix}", f"{label}: {suffix.replace('_ms', '')}", unit, "load", result[suffix])
             metric.errors += result["errors"]
             metric.requests += result["requests"]
-        for service, figures in sorted(peaks.items()):
-            bench.add(
-                f"mem_load_{service}_mib", f"memory under list load: {service}", "MiB", "load", figures["mem_mib"]
-            )
-        for service, figures in sorted(peaks.items()):
-            bench.add(f"cpu_load_{service}_pct", f"CPU under list load: {service}", "%", "load", figures["cpu_pct"])
-        if names is not None:
-            bench.add("cpu_load_wrk_pct", "CPU under list load: wrk", "%", "load", measured.wrk_cpu_pct)
-            bench.add(
-                "cpu_load_host_pct",
-                f"CPU under list load: host (all {os.cpu_count()})",
-                "%",
-                "load",
-                measured.host_busy_pct,
-            )
+        cpu_s = {service: after[service]["cpu_s"] - before[service]["cpu_s"] for service in after}
+        for service in sorted(cpu_s):
+            per_request = 1000 * cpu_s[service] / max(result["requests"], 1)
+            bench.add(f"{key}_cpu_ms_{service}", f"{label}: {service} CPU per request", "ms", "load", per_request)
+        if key != "api_list_via_frontend":
+            continue
+        for service in sorted(cpu_s):
+            share = 100 * cpu_s[service] / result["duration_s"]
+            bench.add(f"cpu_load_{service}_pct", f"CPU under list load: {service}", "%", "load", share)
+            if after[service]["mem_peak_mib"] is not None:
+                peak = after[service]["mem_peak_mib"]
+                bench.add(f"mem_load_{service}_mib", f"peak memory: {service}", "MiB", "load", peak)
+        bench.add("cpu_load_wrk_pct", "CPU under list load: wrk", "%", "load", measured.wrk_cpu_pct)
+        host = f"CPU under list load: host (all {os.cpu_count()})"
+        bench.add("cpu_load_host_pct", host, "%", "load", measured.host_busy_pct)
 
 
-def _peaks_sampler(ctx, names, peaks):
-    """sample() for wrk.run: each container's highest memory and CPU so far, into `peaks`."""
-
-    def sample():
-        for service, figures in container_stats(ctx, names).items():
-            peak = peaks.setdefault(service, {"mem_mib": 0.0, "cpu_pct": 0.0})
-            peak["mem_mib"] = max(peak["mem_mib"], figures["mem_mib"])
-            peak["cpu_pct"] = max(peak["cpu_pct"], figures["cpu_pct"])
-
-    return sample
-
-
-def _wrk(bench, url, lua, seconds, netns_pid, sample=None):
+def _wrk(bench, url, lua, seconds, netns_pid):
     try:
         return wrk.run(
             url,
@@ -137,7 +113,6 @@ def _wrk(bench, url, lua, seconds, netns_pid, sample=None):
             connections=bench.load["connections"],
             threads=bench.load["threads"],
             netns_pid=netns_pid,
-            sample=sample,
             log=bench.copy.log,
         )
     except Problem as problem:

@@ -1,6 +1,7 @@
 """What the bench's figures depend on and what it samples besides them: the machine (CPUs,
-memory, engine, load), each container's memory and CPU (`docker stats`), the host's busy CPU
-share (/proc/stat)."""
+memory, engine, load), each container's memory now (`docker stats`), the CPU time and peak
+memory each container has used (its cgroup's counters), the host's busy CPU share
+(/proc/stat)."""
 
 import json
 import os
@@ -78,6 +79,47 @@ def container_stats(c, names):
     if not result.ok:
         raise Problem("bench: `docker stats` failed: " + (result.stderr.strip().splitlines() or ["?"])[-1])
     return {names[name]: figures for name, figures in parse_stats(result.stdout).items() if name in names}
+
+
+# Read from inside the container, where its own cgroup is mounted at /sys/fs/cgroup whatever
+# the host's layout: cgroup v2 files first, then v1's (each line "path value...").
+_CGROUP_READ = (
+    "for f in /sys/fs/cgroup/cpu.stat /sys/fs/cgroup/memory.peak "
+    "/sys/fs/cgroup/cpuacct/cpuacct.usage /sys/fs/cgroup/cpu,cpuacct/cpuacct.usage "
+    "/sys/fs/cgroup/memory/memory.max_usage_in_bytes; "
+    'do [ -r "$f" ] && echo "$f $(tr "\\n" " " < "$f")"; done'
+)
+
+
+def parse_cgroup(output):
+    """The lines _CGROUP_READ printed: {"cpu_s": CPU seconds used, "mem_peak_mib": highest
+    memory use, None when the kernel does not keep it}."""
+    cpu_s, peak = None, None
+    for line in output.splitlines():
+        path, _, value = line.partition(" ")
+        fields = value.split()
+        if path.endswith("/cpu.stat"):
+            usage = dict(zip(fields[::2], fields[1::2], strict=True))
+            cpu_s = int(usage["usage_usec"]) / 1e6
+        elif path.endswith("cpuacct.usage") and cpu_s is None:
+            cpu_s = int(fields[0]) / 1e9
+        elif path.endswith(("memory.peak", "memory.max_usage_in_bytes")):
+            peak = int(fields[0]) / 2**20
+    if cpu_s is None:
+        raise ValueError(f"no cgroup CPU counter in {output!r}")
+    return {"cpu_s": cpu_s, "mem_peak_mib": peak}
+
+
+def container_usage(c, names):
+    """{service: parse_cgroup()} for `names` ({container name: service})."""
+    usage = {}
+    for name, service in names.items():
+        result = c.run(f"docker exec {name} sh -c '{_CGROUP_READ}'", hide=True, warn=True, timeout=30)
+        try:
+            usage[service] = parse_cgroup(result.stdout)
+        except ValueError:
+            raise Problem(f"bench: cannot read the cgroup counters of {name}: {result.stderr.strip()[:200]}") from None
+    return usage
 
 
 def cpu_times(text=None):

@@ -30,7 +30,7 @@ SECTIONS = {
         f"api_{endpoint}_{path}_{figure}"
         for endpoint in ("list", "create")
         for path in (("via_frontend", "direct") if os.geteuid() == 0 else ("via_frontend",))
-        for figure in ("rps", "p50_ms", "p99_ms")
+        for figure in ("rps", "p50_ms", "p99_ms", "cpu_ms_postgres", "cpu_ms_backend", "cpu_ms_frontend")
     ],
     "up": ["up_from_stopped_s", "up_from_nothing_s"],
     "reload": ["backend_reload_s", "vite_hmr_s"],

@@ -150,6 +150,30 @@ def test_docker_stats_lines_give_memory_and_cpu_per_container():
     }
 
 
+def test_cgroup_v2_counters_give_cpu_seconds_and_peak_memory():
+    output = (
+        "/sys/fs/cgroup/cpu.stat usage_usec 2500000 user_usec 2000000 system_usec 500000 \n"
+        "/sys/fs/cgroup/memory.peak 167772160 \n"
+    )
+    assert machine.parse_cgroup(output) == {"cpu_s": 2.5, "mem_peak_mib": 160.0}
+
+
+def test_cgroup_v1_counters_give_cpu_seconds_and_peak_memory():
+    output = (
+        "/sys/fs/cgroup/cpuacct/cpuacct.usage 65858404549 \n"
+        "/sys/fs/cgroup/memory/memory.max_usage_in_bytes 168595456 \n"
+    )
+    assert machine.parse_cgroup(output) == {
+        "cpu_s": pytest.approx(65.858404549),
+        "mem_peak_mib": pytest.approx(160.78, abs=0.01),
+    }
+
+
+def test_a_cgroup_without_a_cpu_counter_is_an_error_not_zero():
+    with pytest.raises(ValueError, match="no cgroup CPU counter"):
+        machine.parse_cgroup("/sys/fs/cgroup/memory.peak 1024 \n")
+
+
 def test_host_cpu_busy_share_from_proc_stat():
     before = machine.cpu_times("cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 1 2 3\n")
     after = machine.cpu_times("cpu  250 0 150 750 150 0 0 0 0 0\n")
