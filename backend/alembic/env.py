@@ -16,7 +16,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.config import DRIVER, Settings
-from app.core.db import connect_args
+from app.core.db import connect_kwargs
 from app.models import Base
 
 config = context.config
@@ -57,7 +57,7 @@ def run_migrations(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
-    args = connect_args(Settings())
+    args = connect_kwargs(Settings())
     # Migrations may legitimately run long statements (index builds).
     args["server_settings"].pop("statement_timeout", None)  # type: ignore[attr-defined]
     engine = create_async_engine(database_url(), poolclass=pool.NullPool, connect_args=args)

@@ -7,17 +7,17 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import exc as sa_exc
 
 from app.api.router import api_router, root_router
 from app.core import metrics
 from app.core.config import Settings, get_settings
-from app.core.db import autocommit, create_db_engine
+from app.core.db import REFUSED_VALUE, UNAVAILABLE, connections_lost, create_pool
 from app.core.logging import configure_logging
 from app.core.middleware import (
     BodySizeLimitMiddleware,
@@ -29,14 +29,6 @@ from app.schemas import AppInfo
 log = logging.getLogger("app")
 
 DB_UNAVAILABLE = {"detail": "Database unavailable"}
-
-
-def _is_connectivity_error(exc: Exception) -> bool:
-    # OSError: asyncpg's own connect failures (refused, unresolvable, TimeoutError), which
-    # SQLAlchemy does not wrap; sa_exc.TimeoutError: no free pooled connection.
-    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)):
-        return True
-    return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
 
 
 class AsciiJSONResponse(JSONResponse):
@@ -53,21 +45,15 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
 
 
 async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    if _is_connectivity_error(exc):
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        log.warning(
-            "database unavailable: %s: %s",
-            type(exc).__name__,
-            reason[0][:300] if reason else "",
-            extra={"path": request.url.path},
-        )
+    reason = (str(exc).strip().splitlines() or [""])[0][:300]
+    if isinstance(exc, UNAVAILABLE):
+        log.warning("database unavailable: %s: %s", type(exc).__name__, reason, extra={"path": request.url.path})
+        if connections_lost(exc):
+            # The server restarted or went away: the other idle connections are dead too.
+            await request.app.state.pool.expire_connections()
         return JSONResponse(DB_UNAVAILABLE, status_code=503, headers={"Retry-After": "5"})
-    if isinstance(exc, sa_exc.DataError):
-        # A value the database refuses (out of range, not valid in its encoding) that
-        # validation let through: the client's input, not our failure.
-        log.warning(
-            "database refused a value: %s", str(exc.orig).splitlines()[0][:300], extra={"path": request.url.path}
-        )
+    if isinstance(exc, REFUSED_VALUE):
+        log.warning("database refused a value: %s", reason, extra={"path": request.url.path})
         return JSONResponse({"detail": "A value was refused by the database"}, status_code=422)
     log.error("database error", exc_info=exc, extra={"path": request.url.path})
     return JSONResponse({"detail": "Internal server error"}, status_code=500)
@@ -88,10 +74,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             db.port,
             db.database,
         )
+        app.state.pool = await create_pool(settings)
         try:
             yield
         finally:
-            await app.state.engine.dispose()
+            await app.state.pool.close()
 
     app = FastAPI(
         title=settings.PROJECT_NAME,
@@ -102,10 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # the OpenAPI links on create_todo refer to.
         generate_unique_id_function=lambda route: route.name,
     )
-    engine = create_db_engine(settings)
     app.state.settings = settings
-    app.state.engine = engine
-    app.state.read_engine = autocommit(engine)
 
     # Added innermost first. Outermost to innermost: RequestLog, CORS,
     # RequestTimeout, BodySizeLimit; so every response (413s and 503s
@@ -129,9 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestLogMiddleware)
 
     app.add_exception_handler(RequestValidationError, validation_error_handler)
-    app.add_exception_handler(sa_exc.DBAPIError, database_error_handler)
-    app.add_exception_handler(sa_exc.TimeoutError, database_error_handler)
-    app.add_exception_handler(OSError, database_error_handler)
+    for error in (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        app.add_exception_handler(error, database_error_handler)
 
     app.include_router(root_router)
     app.include_router(api_router)

@@ -20,7 +20,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "DB_USER",
         "DB_PASSWORD",
         "DB_POOL_SIZE",
-        "DB_MAX_OVERFLOW",
+        "DB_POOL_IDLE_S",
         "DB_CONNECT_TIMEOUT",
         "CORS_ORIGINS",
         "DEBUG",
@@ -123,7 +123,7 @@ def test_cors_origins_from_env(monkeypatch: pytest.MonkeyPatch, raw: str, expect
     [
         ("DB_CONNECT_TIMEOUT", 0),
         ("DB_PORT", 0),
-        ("DB_MAX_OVERFLOW", -1),
+        ("DB_POOL_IDLE_S", -1),
         ("HEALTH_CHECK_TIMEOUT", 0),
     ],
 )

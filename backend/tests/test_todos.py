@@ -4,9 +4,9 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
+import asyncpg
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import exc as sa_exc
 from starlette.requests import Request
 
 from app.main import database_error_handler
@@ -243,7 +243,7 @@ def test_bytes_that_are_not_utf8_are_refused(client: TestClient) -> None:
 def test_a_value_the_database_refuses_is_422_not_500() -> None:
     """Validation should stop such values first; if one slips through, it is still the
     client's input, not a server failure."""
-    refused = sa_exc.DataError("INSERT ...", {}, Exception('invalid byte sequence for encoding "UTF8": 0x00'))
+    refused = asyncpg.DataError('invalid byte sequence for encoding "UTF8": 0x00')
     request = Request({"type": "http", "method": "POST", "path": URL, "headers": []})
     response = asyncio.run(database_error_handler(request, refused))
     assert response.status_code == 422

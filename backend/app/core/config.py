@@ -48,14 +48,13 @@ class Settings(BaseSettings):
         default=SecretStr(""), validation_alias=AliasChoices("DB_PASSWORD", "POSTGRES_PASSWORD")
     )
 
-    # Connections per worker process, kept open. A request holds one only while its statement
-    # runs, but under load about as many run at once as there are requests in flight, and an
-    # overflow connection is opened and closed each time (most of a request's CPU).
+    # Most connections per worker process. A request holds one only while its statements
+    # run, but under load about as many run at once as there are requests in flight.
     DB_POOL_SIZE: int = Field(default=10, ge=5, le=20)
-    DB_MAX_OVERFLOW: int = Field(default=10, ge=0, le=100)
     # Seconds to wait for a free pooled connection.
     DB_POOL_TIMEOUT: float = Field(default=5.0, gt=0, le=300)
-    DB_POOL_RECYCLE: int = Field(default=1800, ge=-1)
+    # Seconds an idle pooled connection is kept open; 0 keeps it for good.
+    DB_POOL_IDLE_S: float = Field(default=300.0, ge=0)
     # Seconds to open a connection (TCP, TLS and authentication).
     DB_CONNECT_TIMEOUT: float = Field(default=2.0, gt=0, le=60)
     # Server-side statement_timeout for every connection; 0 disables it.

@@ -6,20 +6,20 @@ import asyncio
 import logging
 import time
 
+import asyncpg
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.core.db import connections_lost
 from app.schemas import HealthStatus
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger(__name__)
 
 
-async def _ping(engine: AsyncEngine) -> None:
-    async with engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))
+async def _ping(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        await conn.fetchval("SELECT 1")
 
 
 def _retrieve_result(probe: asyncio.Future[None]) -> None:
@@ -35,7 +35,7 @@ async def probe_database(request: Request) -> float | None:
     a frozen server that takes until the connect timeout), so the answer never waits."""
     state = request.app.state
     started = time.perf_counter()
-    probe = asyncio.ensure_future(_ping(state.engine))
+    probe = asyncio.ensure_future(_ping(state.pool))
     try:
         await asyncio.wait_for(asyncio.shield(probe), state.settings.HEALTH_CHECK_TIMEOUT)
     except TimeoutError:
@@ -43,7 +43,9 @@ async def probe_database(request: Request) -> float | None:
         probe.add_done_callback(_retrieve_result)
         log.warning("health: database probe timed out")
     except Exception as exc:  # noqa: BLE001 - any failure means "unavailable"
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        if connections_lost(exc):
+            await state.pool.expire_connections()
+        reason = str(exc).strip().splitlines()
         log.warning("health: database probe failed: %s: %s", type(exc).__name__, reason[0][:300] if reason else "")
     else:
         return (time.perf_counter() - started) * 1000

@@ -1,9 +1,9 @@
 """/api/v1/todos
 
-Each operation is one SQL statement, built once at import: a row that a concurrent request
-deletes between a read and a write cannot exist, so updating or deleting a missing row is
-a 404 and of two racing deletes exactly one succeeds. Reads run without a transaction,
-writes in one. Responses are serialised once, from the rows.
+Each operation is one SQL statement: a row that a concurrent request deletes between a read
+and a write cannot exist, so updating or deleting a missing row is a 404 and of two racing
+deletes exactly one succeeds. Reads run without a transaction, writes in one. Responses are
+serialised once, from the rows. The statements name the table and columns of app.models.
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
-from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from app.api.deps import DbDep
-from app.models import Todo
 from app.schemas import TodoCreate, TodoList, TodoRead, TodoUpdate
 
 router = APIRouter(prefix="/todos", tags=["todos"])
@@ -40,21 +38,19 @@ MAX_OFFSET = 2**63 - 1
 # Ids are PostgreSQL integers: any other number names no todo.
 MIN_ID, MAX_ID = -(2**31), 2**31 - 1
 
-COLUMNS = (Todo.id, Todo.title, Todo.done, Todo.created_at, Todo.updated_at)
-BY_ID = Todo.id == bindparam("todo_id")
-COUNT = select(func.count()).select_from(Todo)
+COLUMNS = "id, title, done, created_at, updated_at"
+COUNT = "SELECT count(*) FROM todos"
 # The page and the total in one statement, so both come from the same snapshot.
-PAGE = (
-    select(*COLUMNS, COUNT.scalar_subquery().label("total"))
-    .order_by(Todo.created_at.desc(), Todo.id.desc())
-    .limit(bindparam("limit"))
-    .offset(bindparam("offset"))
+PAGE = f"SELECT {COLUMNS}, ({COUNT}) AS total FROM todos ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2"
+READ = f"SELECT {COLUMNS} FROM todos WHERE id = $1"
+CREATE = f"INSERT INTO todos (title, done) VALUES ($1, $2) RETURNING {COLUMNS}"
+# A field left out of the PATCH is passed as NULL, which keeps the current value (null is
+# never a value: TodoUpdate refuses it).
+UPDATE = (
+    "UPDATE todos SET title = coalesce($2, title), done = coalesce($3, done), updated_at = now() "
+    f"WHERE id = $1 RETURNING {COLUMNS}"
 )
-READ = select(*COLUMNS).where(BY_ID)
-CREATE = insert(Todo).returning(*COLUMNS)
-# updated_at is set by the statement itself: a bulk UPDATE does not apply the model's onupdate.
-UPDATE = update(Todo).where(BY_ID).values(updated_at=func.now()).returning(*COLUMNS)
-DELETE = delete(Todo).where(BY_ID).returning(Todo.id)
+DELETE = "DELETE FROM todos WHERE id = $1 RETURNING id"
 
 
 def json_response(model: TodoRead | TodoList, status_code: int = status.HTTP_200_OK) -> Response:
@@ -68,7 +64,7 @@ def not_found(todo_id: int) -> HTTPException:
 def todo_or_404(row: object | None, todo_id: int) -> Response:
     if row is None:
         raise not_found(todo_id)
-    return json_response(TodoRead.model_validate(row))
+    return json_response(TodoRead.model_validate(dict(row)))
 
 
 def valid_id(todo_id: int) -> int:
@@ -85,34 +81,35 @@ async def list_todos(
 ) -> Response:
     """Todos, newest first."""
     async with db.read() as conn:
-        rows = (await conn.execute(PAGE, {"limit": limit, "offset": offset})).all()
+        rows = await conn.fetch(PAGE, limit, offset)
         # A page past the end has no row to carry the total: only then it is counted on its own.
-        total = rows[0].total if rows else await conn.scalar(COUNT)
-    page = {"items": rows, "total": total, "limit": limit, "offset": offset}
-    return json_response(TodoList.model_validate(page, from_attributes=True))
+        total = rows[0]["total"] if rows else await conn.fetchval(COUNT)
+    page = {"items": [dict(row) for row in rows], "total": total, "limit": limit, "offset": offset}
+    return json_response(TodoList.model_validate(page))
 
 
 @router.post("", response_model=TodoRead, status_code=status.HTTP_201_CREATED, responses=CREATED_LINKS)
 async def create_todo(db: DbDep, body: TodoCreate) -> Response:
     async with db.transaction() as conn:
-        row = (await conn.execute(CREATE, {"title": body.title, "done": body.done})).one()
-    return json_response(TodoRead.model_validate(row), status.HTTP_201_CREATED)
+        row = await conn.fetchrow(CREATE, body.title, body.done)
+    return json_response(TodoRead.model_validate(dict(row)), status.HTTP_201_CREATED)
 
 
 @router.get("/{todo_id}", response_model=TodoRead, responses=NOT_FOUND)
 async def read_todo(db: DbDep, todo_id: int) -> Response:
-    key = {"todo_id": valid_id(todo_id)}
+    todo_id = valid_id(todo_id)
     async with db.read() as conn:
-        row = (await conn.execute(READ, key)).first()
+        row = await conn.fetchrow(READ, todo_id)
     return todo_or_404(row, todo_id)
 
 
 @router.patch("/{todo_id}", response_model=TodoRead, responses=NOT_FOUND)
 async def update_todo(db: DbDep, todo_id: int, body: TodoUpdate) -> Response:
-    changes = body.model_dump(exclude_unset=True)
-    statement, key = UPDATE.values(**changes) if changes else READ, {"todo_id": valid_id(todo_id)}
+    todo_id = valid_id(todo_id)
+    if not body.model_fields_set:  # nothing to change, updated_at included
+        return await read_todo(db, todo_id)
     async with db.transaction() as conn:
-        row = (await conn.execute(statement, key)).first()
+        row = await conn.fetchrow(UPDATE, todo_id, body.title, body.done)
     return todo_or_404(row, todo_id)
 
 
@@ -123,9 +120,9 @@ async def update_todo(db: DbDep, todo_id: int, body: TodoUpdate) -> Response:
     responses=NOT_FOUND,
 )
 async def delete_todo(db: DbDep, todo_id: int) -> Response:
-    key = {"todo_id": valid_id(todo_id)}
+    todo_id = valid_id(todo_id)
     async with db.transaction() as conn:
-        deleted = (await conn.execute(DELETE, key)).first()
+        deleted = await conn.fetchval(DELETE, todo_id)
     if deleted is None:
         raise not_found(todo_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
