@@ -11,6 +11,8 @@ import collections
 import json
 import subprocess
 import time
+from http.client import HTTPConnection
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -345,6 +347,45 @@ def test_schemathesis_finds_no_server_error(stack, origin, measure):
     assert tally.total >= MIN_REQUESTS, f"only {tally.total} requests generated"
     assert all(tally.statuses[s] for s in (201, 204, 422)), "valid or invalid input never got through"
     assert api(stack, "GET", "/health").json()["status"] == "ok"
+
+
+# Requests nginx refuses before proxying (request line, URI, header size): sent byte for
+# byte (requests would re-quote %zz). Under /api/ the refusal is JSON with a "detail",
+# like the backend's; elsewhere it stays nginx's HTML page. No CORS header is asserted:
+# nginx does not know the backend's CORS_ORIGINS.
+NGINX_REFUSALS = {  # id: (target, extra headers, status)
+    "NUL in the path": ("/api/v1/todos/%00", {}, 400),
+    "bad percent escape": ("/api/v1/todos/%zz", {}, 400),
+    "URI over 8 KiB": ("/api/v1/todos/" + "a" * 16384, {}, 414),
+    "header over 8 KiB": ("/api/v1/todos", {"X-Padding": "a" * 16384}, 431),
+}
+
+
+def raw_get(stack, target, headers):
+    """GET with the request target exactly as given; (status, content type, body)."""
+    origin = urlsplit(stack.url("PROD_PORT"))
+    connection = HTTPConnection(origin.hostname, origin.port, timeout=10)
+    try:
+        connection.putrequest("GET", target, skip_accept_encoding=True)
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type") or "", response.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("target, headers, status", NGINX_REFUSALS.values(), ids=NGINX_REFUSALS.keys())
+def test_what_nginx_refuses_under_api_is_a_json_4xx(stack, origin, target, headers, status):
+    got, content_type, body = raw_get(stack, target, {"Origin": origin, **headers})
+    assert (got, content_type) == (status, "application/json"), f"{got} {content_type} {body[:200]!r}"
+    assert isinstance(json.loads(body)["detail"], str), body
+
+
+def test_what_nginx_refuses_outside_api_stays_its_html_page(stack):
+    status, content_type, body = raw_get(stack, "/todos/%00", {})
+    assert (status, content_type) == (400, "text/html"), f"{status} {content_type} {body[:200]!r}"
 
 
 def title_body(size):
