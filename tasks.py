@@ -349,7 +349,7 @@ def bench_(c, quick=False, json=False, check=False, only=None):
     },
 )
 def smoke_(c, prod=False, base_url=None, origin=None, json=False, timeout=None):
-    """Check a running stack from outside through its public origin: page, assets, health, API, CORS, metrics."""
+    """Check a running stack from outside through its public origin: page, assets, health, API, CORS, no /metrics."""
     smoke.run(c, stack_target(c, prod), base_url=base_url, origin=origin, as_json=json, timeout=timeout)
 
 
