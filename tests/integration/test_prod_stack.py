@@ -108,21 +108,21 @@ def test_smoke_through_the_frontend_origin_without_the_docs_pages(stack):
     off in production; the OpenAPI document is not."""
     stack.ok("smoke", "--prod")
     origin = stack.url("PROD_PORT")
-    for page in ("/docs", "/redoc"):
-        response = http("GET", origin + page)
-        assert response.status_code == 404 and "cdn" not in response.text.lower(), page
+    assert http("GET", origin + "/docs").status_code == 404
+    # nginx does not pass /redoc on: the SPA's page answers it, no redoc.
+    assert "redoc" not in http("GET", origin + "/redoc").text
     assert "/api/v1/todos" in http("GET", origin + "/openapi.json").json()["paths"]
 
 
 # --- security headers ---------------------------------------------------------------------
 
-# What nginx adds to every response: name -> a pattern its one value must match.
+# What nginx adds to every response: name -> a pattern its one value must match in full.
 SECURITY_HEADERS = {
-    "Content-Security-Policy": r"default-src 'self';.*frame-ancestors 'none'",
+    "Content-Security-Policy": r"default-src 'self';.*; frame-ancestors 'none'",
     "X-Frame-Options": r"DENY",
     "X-Content-Type-Options": r"nosniff",
     "Referrer-Policy": r"strict-origin-when-cross-origin",
-    "Permissions-Policy": r"(.*, )?camera=\(\),.*geolocation=\(\),.*microphone=\(\)",
+    "Permissions-Policy": r".*\bcamera=\(\),.*\bgeolocation=\(\),.*\bmicrophone=\(\).*",
 }
 
 
@@ -242,7 +242,7 @@ def test_metrics_have_a_port_on_the_internal_networks_only(stack):
         or f"{METRICS_PORT}/tcp" not in backend["HostConfig"]["PortBindings"]
     )
     assert backend["NetworkSettings"]["Ports"].get(f"{METRICS_PORT}/tcp") is None
-    assert f"{METRICS_PORT}/tcp" in backend["Config"]["ExposedPorts"]
+    assert str(METRICS_PORT) in {port.split("/")[0] for port in backend["Config"]["ExposedPorts"]}
     assert http("GET", origin + "/metrics").status_code == 404
     # Nor is the metrics port the API's: the API port has no /metrics.
     api = in_network_of(stack, "frontend", sys.executable, "-c", FETCH, f"http://{web['IPAddress']}:8000/metrics")

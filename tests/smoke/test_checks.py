@@ -191,7 +191,7 @@ def test_cors_denied(client, record_property):
     )
 
 
-def test_metrics_closed(client, record_property):
+def test_no_metrics(client, record_property):
     response = expect_status(client.get("/metrics"), 404)
     assert "# TYPE" not in response.text, "/metrics answered 404 with Prometheus text"
     record_property("detail", f"/metrics: 404 (answered by {answered_by(response)})")
