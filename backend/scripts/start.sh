@@ -16,7 +16,7 @@ if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
         # Files of a previous run would be added into this run's numbers.
         find "$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -type f -name '*.db' -delete
     else
-        echo "start.sh: $PROMETHEUS_MULTIPROC_DIR is not writable; the metrics will show one worker only" >&2
+        echo "start.sh: $PROMETHEUS_MULTIPROC_DIR is not writable; the metrics port will show no worker's numbers" >&2
         unset PROMETHEUS_MULTIPROC_DIR
     fi
 fi
