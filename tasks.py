@@ -300,19 +300,32 @@ def lint_(c, fix_types=False):
 
 @task(name="scan")
 def scan_(c):
-    """Check the production images: non-root user, HEALTHCHECK, no .env, keys or secrets."""
+    """Check the production images (non-root user, HEALTHCHECK, no .env, keys or secrets) and,
+    when the prod stack is up, the security headers of its public origin."""
     _ready(c)
     secret_values = scan.configured_secrets(c, stack.effective_env(c))
+    target = stack_target(c, prod=True)
     findings = []
-    for image in images.built_images(c, stack_target(c, prod=True)).values():
-        found = scan.scan_image(c, image, secret_values)
-        print(f"{'ok  ' if not found else 'FAIL'}  {image}")
-        for finding in found:
-            print(f"      {finding.check}: {finding.message}")
-        findings += found
+    for image in images.built_images(c, target).values():
+        findings += _scan_report(image, scan.scan_image(c, image, secret_values))
+    headers_checked = True
+    for subject, found in scan.origin_headers(smoke.default_base_url(c, target)):
+        if found is None:
+            print(f"skip  {subject}")
+            headers_checked = False
+        else:
+            findings += _scan_report(subject, found)
     if findings:
         raise Problem(f"scan: {len(findings)} finding(s); see above")
-    print("scan: every image clean")
+    print("scan: every image clean" + ("; security headers in place" if headers_checked else ""))
+
+
+def _scan_report(subject, findings):
+    """Print one subject's verdict and findings; returns the findings."""
+    print(f"{'ok  ' if not findings else 'FAIL'}  {subject}")
+    for finding in findings:
+        print(f"      {finding.check}: {finding.message}")
+    return findings
 
 
 @task(
@@ -349,7 +362,7 @@ def bench_(c, quick=False, json=False, check=False, only=None):
     },
 )
 def smoke_(c, prod=False, base_url=None, origin=None, json=False, timeout=None):
-    """Check a running stack from outside through its public origin: page, assets, health, API, CORS, metrics."""
+    """Check a running stack from outside through its public origin: page, assets, health, API, CORS, no /metrics."""
     smoke.run(c, stack_target(c, prod), base_url=base_url, origin=origin, as_json=json, timeout=timeout)
 
 

@@ -1,4 +1,4 @@
-"""`inv scan`: security checks of built images.
+"""`inv scan`: security checks of built images, and of the running prod stack's headers.
 
 An image fails when it runs as root, has no HEALTHCHECK, or carries a `.env` file,
 a private key or the value of one of the project's secrets anywhere: in a file of
@@ -8,6 +8,11 @@ a RUN is recorded there). Messages name the secret's variable, never its value.
 
 Layers are read from `docker save`; history steps are numbered oldest first, as in
 the image's config (`docker history` lists them newest first).
+
+The running prod stack, when it is up, is checked from outside as a reviewer would: its
+public origin's page and an API answer must carry a Content-Security-Policy that lets no
+foreign or inline script run and no one frame the app, X-Frame-Options DENY, nosniff, a
+Referrer-Policy that sends no path to other origins, a Permissions-Policy, each header once.
 """
 
 import json
@@ -19,8 +24,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+import requests
+
 from . import Problem
 from .engine import inspect_image
+from .smoke import Client, describe_error
 
 # Files larger than this are checked by name only (a key or a .env file is small).
 MAX_CONTENT_BYTES = 50 * 1024 * 1024
@@ -213,3 +221,77 @@ def scan_image(c, image, secrets):
 def configured_secrets(c, env):
     """{variable: value} of the secret variables (invoke.yaml stack.secret_vars) set in env."""
     return {name: env[name] for name in c.config.stack.secret_vars if env.get(name)}
+
+
+# --- the running prod stack's security headers ----------------------------------------------
+
+# Checked on these paths of the public origin: the app's page (nginx's static files) and a
+# proxied API answer (the backend's, with nginx's headers added).
+HEADER_PATHS = ("/", "/api/v1/todos")
+SAFE_REFERRER_POLICIES = {"no-referrer", "same-origin", "strict-origin", "strict-origin-when-cross-origin"}
+# Sources that let a script run that the app did not ship itself.
+UNSAFE_SCRIPT_SOURCES = {"'unsafe-inline'", "'unsafe-eval'", "*", "http:", "https:", "data:", "blob:"}
+
+
+def csp_directives(policy):
+    """{directive: [sources]} of a Content-Security-Policy value (the first of a repeated
+    directive counts, as in browsers)."""
+    directives = {}
+    for part in policy.split(";"):
+        words = part.split()
+        if words:
+            directives.setdefault(words[0].lower(), words[1:])
+    return directives
+
+
+def header_problems(headers):
+    """What is missing or weak in one response's headers ((name, value) pairs as sent)."""
+    values = {}
+    for name, value in headers:
+        values.setdefault(name.lower(), []).append(value.strip())
+    problems = [f"{name} sent {len(sent)} times" for name, sent in values.items() if len(sent) > 1]
+
+    def one(name):
+        return (values.get(name.lower()) or [None])[0]
+
+    policy = one("Content-Security-Policy")
+    if policy is None:
+        problems.append("no Content-Security-Policy")
+    else:
+        directives = csp_directives(policy)
+        if "default-src" not in directives:
+            problems.append("Content-Security-Policy without default-src")
+        scripts = directives.get("script-src", directives.get("default-src", ["*"]))
+        unsafe = sorted(set(scripts) & UNSAFE_SCRIPT_SOURCES)
+        if unsafe:
+            problems.append(f"Content-Security-Policy lets scripts run from {' '.join(unsafe)}")
+        if directives.get("frame-ancestors") != ["'none'"]:
+            problems.append("Content-Security-Policy without frame-ancestors 'none'")
+    if (one("X-Frame-Options") or "").upper() != "DENY":
+        problems.append(f"X-Frame-Options is {one('X-Frame-Options')!r}, not DENY")
+    if (one("X-Content-Type-Options") or "").lower() != "nosniff":
+        problems.append(f"X-Content-Type-Options is {one('X-Content-Type-Options')!r}, not nosniff")
+    if (one("Referrer-Policy") or "").lower() not in SAFE_REFERRER_POLICIES:
+        problems.append(
+            f"Referrer-Policy is {one('Referrer-Policy')!r}, not one of {', '.join(sorted(SAFE_REFERRER_POLICIES))}"
+        )
+    if not one("Permissions-Policy"):
+        problems.append("no Permissions-Policy")
+    return problems
+
+
+def origin_headers(base_url):
+    """[(subject, findings)] for the security headers of each of HEADER_PATHS on a running
+    stack's public origin; findings None (and the subject says why) where it does not answer."""
+    client = Client(base_url)
+    checked = []
+    for path in HEADER_PATHS:
+        subject = f"headers of {client.base_url}{path}"
+        try:
+            response = client.get(path)
+        except requests.RequestException as error:
+            checked.append((f"{subject}: {describe_error(error)}; is the prod stack up (`inv up --prod`)?", None))
+            continue
+        problems = header_problems(response.raw.headers.items())
+        checked.append((subject, [Finding(subject, "headers", problem) for problem in problems]))
+    return checked

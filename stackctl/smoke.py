@@ -1,7 +1,7 @@
 """`inv smoke`: is a running stack working, seen from outside?
 
 The checks are a pytest suite, tests/smoke (the page and its assets, /health, the OpenAPI
-document, a todo round-trip, CORS preflights, /metrics), run against the stack's one public
+document, a todo round-trip, CORS preflights, /metrics closed), run against the stack's one public
 origin as a browser or a client would reach it. This module is the task around the suite:
 which origin, waiting until the stack is ready, running the suite, and its outcome as one
 line. Every request has a timeout and every wait is bounded.

@@ -13,10 +13,9 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 
 from app.api.router import api_router, root_router
-from app.core import metrics
 from app.core.config import Settings, get_settings
 from app.core.db import REFUSED_VALUE, UNAVAILABLE, connections_lost, create_pool
 from app.core.logging import configure_logging
@@ -93,6 +92,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # operationId = the route function's name ("create_todo"): short, stable, and what
         # the OpenAPI links on create_todo refer to.
         generate_unique_id_function=lambda route: route.name,
+        docs_url="/docs" if settings.DOCS_ENABLED else None,
+        redoc_url="/redoc" if settings.DOCS_ENABLED else None,
     )
     app.state.settings = settings
 
@@ -127,11 +128,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/", response_model=AppInfo, tags=["meta"])
     async def root() -> AppInfo:
         return AppInfo(name=settings.PROJECT_NAME, version=settings.VERSION)
-
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics() -> Response:
-        body, content_type = metrics.render()
-        return Response(body, media_type=content_type)
 
     return app
 

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import re
+import urllib.request
+from collections.abc import Callable, Iterator
 
+import pytest
 from fastapi.testclient import TestClient
 
 from app import __version__
+from app.core import metrics
+from app.core.config import Settings
+from app.main import create_app
 
 ALLOWED = "http://localhost:3000"
 
@@ -19,10 +25,19 @@ def test_root(client: TestClient) -> None:
 
 def test_docs_and_openapi(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
+    assert client.get("/redoc").status_code == 200
     spec = client.get("/openapi.json").json()
     assert "/api/v1/todos" in spec["paths"]
     assert "/api/v1/todos/{todo_id}" in spec["paths"]
     assert "/health" in spec["paths"]
+
+
+def test_docs_disabled_leaves_the_openapi_document(settings: Settings) -> None:
+    """Production's setting: no page that loads a CDN's scripts; the schema stays."""
+    with TestClient(create_app(settings.model_copy(update={"DOCS_ENABLED": False}))) as client:
+        assert client.get("/docs").status_code == 404
+        assert client.get("/redoc").status_code == 404
+        assert "/api/v1/todos" in client.get("/openapi.json").json()["paths"]
 
 
 def test_request_id_is_echoed_or_generated(client: TestClient) -> None:
@@ -73,17 +88,35 @@ def _sample(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-def test_metrics(client: TestClient) -> None:
+@pytest.fixture(scope="module")
+def scrape() -> Iterator[Callable[[], tuple[str, str]]]:
+    """scrape(): the metrics as a scraper gets them from the metrics listener (a real HTTP
+    server on a free loopback port, as start.sh runs it on 9100)."""
+    server = metrics.listen(0, "127.0.0.1")
+    url = f"http://127.0.0.1:{server.server_port}/metrics"
+
+    def get() -> tuple[str, str]:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.read().decode(), response.headers["Content-Type"]
+
+    yield get
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_api_port_has_no_metrics(client: TestClient) -> None:
+    assert client.get("/metrics").status_code == 404
+
+
+def test_metrics(client: TestClient, scrape: Callable[[], tuple[str, str]]) -> None:
     labels = {"method": "GET", "path": "/api/v1/todos/{todo_id}", "status": "404"}
-    before = _sample(client.get("/metrics").text, "http_requests_total", **labels)
+    before = _sample(scrape()[0], "http_requests_total", **labels)
     for todo_id in (99991, 99992, 99993):
         assert client.get(f"/api/v1/todos/{todo_id}").status_code == 404
     client.get("/api/v1/todos")
 
-    response = client.get("/metrics")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    text = response.text
+    text, content_type = scrape()
+    assert content_type.startswith("text/plain")
     assert "# TYPE http_requests_total counter" in text
     assert "# TYPE http_request_duration_seconds histogram" in text
     assert _sample(text, "http_requests_total", **labels) == before + 3
@@ -93,10 +126,10 @@ def test_metrics(client: TestClient) -> None:
     assert "/api/v1/todos/9999" not in text
 
 
-def test_metrics_unmatched_path_is_one_label(client: TestClient) -> None:
+def test_metrics_unmatched_path_is_one_label(client: TestClient, scrape: Callable[[], tuple[str, str]]) -> None:
     client.get("/no/such/thing/1")
     client.get("/no/such/thing/2")
-    text = client.get("/metrics").text
+    text = scrape()[0]
     assert _sample(text, "http_requests_total", path="<unmatched>", status="404") >= 2
     assert "/no/such/thing" not in text
 

@@ -9,7 +9,7 @@
 # into /etc/nginx/conf.d).
 #
 # Environment:
-#   BACKEND_URL     upstream for /api/, /health, /docs, /openapi.json, /metrics
+#   BACKEND_URL     upstream for /api/, /health, /docs, /openapi.json
 #                   (scheme://host[:port], no path; default http://backend:8000)
 #
 # The backend host is resolved here, not by nginx: its IPv4 addresses go into

@@ -61,14 +61,32 @@ def browser():
         browser.close()
 
 
+# Every Content-Security-Policy violation the page meets (blocked or, under a report-only
+# policy, only reported), handed to the test through an exposed binding: the page's own
+# variables would not outlive a reload.
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.reportCspViolation(
+    `${event.effectiveDirective} blocked ${event.blockedURI || "(inline)"} at ${event.sourceFile}:${event.lineNumber}`
+  );
+});
+"""
+
+
 @pytest.fixture
 def page(browser, request):
-    """A fresh browser context and page. Collects the console; on failure saves a
+    """A fresh browser context and page. Collects the console, and as page.csp_violations the
+    Content-Security-Policy violations (securitypolicyviolation events); on failure saves a
     screenshot and the console log as reports/e2e/<test>.png and .log."""
     context = browser.new_context(viewport={"width": 1000, "height": 700})
     context.set_default_timeout(15_000)
+    violations = []
+    context.expose_binding("reportCspViolation", lambda source, text: violations.append(text))
+    context.add_init_script(REPORT_CSP_VIOLATIONS)
     page = context.new_page()
+    page.csp_violations = violations
     console = []
+    page.console_log = console
     started = time.monotonic()
 
     def stamp():

@@ -19,7 +19,7 @@ def stack(dev_stack):
 
 def test_smoke_passes_through_the_frontend_proxy(stack):
     """The smoke suite through Vite's origin: page and assets, health, OpenAPI, a todo
-    round-trip (create, read, update, list, delete, then 404), CORS, metrics."""
+    round-trip (create, read, update, list, delete, then 404), CORS, /metrics closed."""
     stack.ok("smoke")
 
 

@@ -6,11 +6,15 @@ import json
 import os
 import shutil
 import tarfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
 import pytest
 from invoke import MockContext, Result
 
 from stackctl import Problem, scan
+from stackctl.copies import free_port
 from tests.helpers import project_config
 
 SECRET = "s3cr3t-value-0123456789"
@@ -278,3 +282,104 @@ def test_configured_secrets_take_the_secret_variables_that_are_set():
     env = {"POSTGRES_PASSWORD": SECRET, "SECRET_KEY": "left-over-0123456789", "POSTGRES_USER": "app"}
     assert scan.configured_secrets(c, env) == {"POSTGRES_PASSWORD": SECRET}
     assert scan.configured_secrets(c, {**env, "POSTGRES_PASSWORD": ""}) == {}
+
+
+# --- the running stack's security headers -------------------------------------------------
+
+GOOD_HEADERS = [
+    ("Content-Security-Policy", "default-src 'self'; script-src 'self'; frame-ancestors 'none'"),
+    ("X-Frame-Options", "DENY"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "strict-origin-when-cross-origin"),
+    ("Permissions-Policy", "camera=()"),
+]
+
+
+def replaced(name, value):
+    """GOOD_HEADERS with one header's value replaced (None: left out)."""
+    return [(key, value if key == name else old) for key, old in GOOD_HEADERS if key != name or value is not None]
+
+
+def test_good_headers_have_no_problems():
+    assert scan.header_problems(GOOD_HEADERS) == []
+    assert scan.header_problems([(name.lower(), value) for name, value in GOOD_HEADERS]) == []
+
+
+@pytest.mark.parametrize(
+    "name, value, problem",
+    [
+        ("Content-Security-Policy", None, "no Content-Security-Policy"),
+        ("Content-Security-Policy", "script-src 'self'; frame-ancestors 'none'", "without default-src"),
+        (
+            "Content-Security-Policy",
+            "default-src 'self'; frame-ancestors 'none'; script-src 'self' 'unsafe-inline'",
+            "lets scripts run from 'unsafe-inline'",
+        ),
+        ("Content-Security-Policy", "default-src * ; frame-ancestors 'none'", "lets scripts run from *"),
+        ("Content-Security-Policy", "default-src 'self'", "without frame-ancestors 'none'"),
+        ("X-Frame-Options", None, "X-Frame-Options is None, not DENY"),
+        ("X-Frame-Options", "SAMEORIGIN", "X-Frame-Options is 'SAMEORIGIN', not DENY"),
+        ("X-Content-Type-Options", None, "not nosniff"),
+        ("Referrer-Policy", "unsafe-url", "Referrer-Policy is 'unsafe-url', not one of"),
+        ("Referrer-Policy", None, "Referrer-Policy is None"),
+        ("Permissions-Policy", None, "no Permissions-Policy"),
+    ],
+)
+def test_each_missing_or_weak_header_is_one_problem(name, value, problem):
+    [found] = scan.header_problems(replaced(name, value))
+    assert problem in found
+
+
+def test_a_script_src_replaces_default_src_for_scripts():
+    policy = "default-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'"
+    assert scan.header_problems(replaced("Content-Security-Policy", policy)) == []
+
+
+def test_a_header_sent_twice_is_a_problem():
+    """What nginx does when a location adds a header that the server level adds too."""
+    [found] = scan.header_problems([*GOOD_HEADERS, ("X-Content-Type-Options", "nosniff")])
+    assert found == "x-content-type-options sent 2 times"
+
+
+@pytest.fixture
+def origin():
+    """A real HTTP origin on a free loopback port answering every GET with .headers."""
+
+    class Handler(BaseHTTPRequestHandler):
+        headers_sent = list(GOOD_HEADERS)
+
+        def do_GET(self):  # noqa: N802 (the http.server API)
+            self.send_response(200)
+            for name, value in Handler.headers_sent:
+                self.send_header(name, value)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield SimpleNamespace(url=f"http://127.0.0.1:{server.server_port}", handler=Handler)
+    server.shutdown()
+    server.server_close()
+
+
+def test_origin_headers_checks_the_page_and_the_api(origin):
+    assert scan.origin_headers(origin.url) == [
+        (f"headers of {origin.url}/", []),
+        (f"headers of {origin.url}/api/v1/todos", []),
+    ]
+    origin.handler.headers_sent = replaced("X-Frame-Options", None)
+    [(subject, [finding]), _] = scan.origin_headers(origin.url)
+    assert subject == f"headers of {origin.url}/"
+    assert (finding.image, finding.check) == (subject, "headers")
+    assert str(finding).endswith("headers: X-Frame-Options is None, not DENY")
+
+
+def test_origin_headers_of_a_stack_that_is_not_up_says_so():
+    url = f"http://127.0.0.1:{free_port()}"
+    [(subject, findings), _] = scan.origin_headers(url)
+    assert findings is None
+    assert subject == f"headers of {url}/: connection refused; is the prod stack up (`inv up --prod`)?"

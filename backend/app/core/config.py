@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     LOG_FORMAT: Literal["json", "plain"] = "json"
 
+    # The interactive API docs, /docs and /redoc: pages that load swagger-ui and redoc from
+    # a CDN, so off in production (scripts/start.sh), where no third-party script may run on
+    # the app's origin. /openapi.json, plain JSON, is served either way.
+    DOCS_ENABLED: bool = True
+
     # Comma-separated list ("http://a,http://b") or a JSON list.
     CORS_ORIGINS: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
 

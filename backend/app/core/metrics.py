@@ -1,21 +1,26 @@
 """Prometheus metrics.
 
-With several uvicorn workers set PROMETHEUS_MULTIPROC_DIR (the prod image
-does) so /metrics aggregates every worker, not just the one that answered.
+The workers count requests; `python -m app.core.metrics PORT` serves the numbers to
+scrapers on a port of its own (scripts/start.sh starts it next to uvicorn), never on
+the API's port: nothing public routes there. With several uvicorn workers set
+PROMETHEUS_MULTIPROC_DIR (the prod image does): each worker writes its numbers to
+files there, and this server adds up those of every worker at each scrape.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import threading
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
     Histogram,
-    generate_latest,
     multiprocess,
+    start_http_server,
 )
 
 LABELS = ("method", "path", "status")
@@ -35,10 +40,26 @@ def observe(method: str, path: str, status: int, seconds: float) -> None:
     LATENCY.labels(*labels).observe(seconds)
 
 
-def render() -> tuple[bytes, str]:
+def registry() -> CollectorRegistry:
+    """The registry a scrape reads: every worker's files, or this process's own numbers."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    else:
-        registry = REGISTRY
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+        collected = CollectorRegistry()
+        multiprocess.MultiProcessCollector(collected)
+        return collected
+    return REGISTRY
+
+
+def listen(port: int, address: str = "0.0.0.0") -> WSGIServer:
+    """A server for scrapers on address:port (any path answers), in a background thread."""
+    server, _ = start_http_server(port, address, registry=registry())
+    return server
+
+
+def serve(port: int) -> None:
+    """Serve the metrics on every address of the container until the process is killed."""
+    listen(port)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]))

@@ -21,7 +21,7 @@ access_log = logging.getLogger("app.access")
 log = logging.getLogger("app")
 
 UNMATCHED = "<unmatched>"
-QUIET_PATHS = {"/health", "/metrics"}
+QUIET_PATHS = {"/health"}
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -32,7 +32,7 @@ class RouteTemplates:
 
     Built once, lazily, from the OpenAPI paths (full templates, prefixes
     included, whatever the FastAPI version does internally with included
-    routers) plus the app's plain top-level routes (/metrics, /docs, ...).
+    routers) plus the app's plain top-level routes (/docs, /redoc, ...).
     A request that reached a route is looked up by that route (the router
     leaves it in the scope) after its first match: one dict lookup, not a
     scan of the patterns.
