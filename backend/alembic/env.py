@@ -20,7 +20,7 @@ from sqlalchemy import Connection, pool
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.core.config import DRIVER, Settings
+from app.core.config import DRIVER, Settings, settings_or_exit
 from app.core.db import connect_kwargs
 from app.models import Base
 
@@ -39,7 +39,7 @@ def database_url() -> URL:
     if url is None:
         url = config.get_main_option("sqlalchemy.url")
     if url is None:
-        return Settings().SQLALCHEMY_DATABASE_URI
+        return settings_or_exit().SQLALCHEMY_DATABASE_URI
     return (make_url(url) if isinstance(url, str) else url).set(drivername=DRIVER)
 
 
@@ -96,13 +96,13 @@ def run_migrations(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
     with context.begin_transaction():
         context.run_migrations()
-        settings = Settings()
+        settings = settings_or_exit()
         if settings.APP_DB_USER:
             grant_app_role(connection, settings)
 
 
 async def run_migrations_online() -> None:
-    args = connect_kwargs(Settings())
+    args = connect_kwargs(settings_or_exit())
     # Migrations may legitimately run long statements (index builds).
     args["server_settings"].pop("statement_timeout", None)  # type: ignore[attr-defined]
     engine = create_async_engine(database_url(), poolclass=pool.NullPool, connect_args=args)

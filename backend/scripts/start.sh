@@ -19,6 +19,8 @@ fi
 # to asyncio and h11. A worker that cannot import them is restarted by uvicorn
 # over and over, so the check runs once here, where it stops the container.
 python -c 'import uvloop, httptools'
+# Likewise the settings (a missing or empty secret file): one line each, then exit.
+python -m app.core.config
 
 exec uvicorn app.main:app \
     --host 0.0.0.0 \

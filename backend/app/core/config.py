@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
@@ -136,6 +136,25 @@ def read_secret_file(variable: str, path: Path) -> SecretStr:
     return SecretStr(value)
 
 
+def settings_or_exit() -> Settings:
+    """The settings, or exit with one line per invalid one: for entry points, where a
+    traceback (or uvicorn restarting its workers for ever) would bury the reason."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        lines = []
+        for problem in error.errors():
+            where = ".".join(str(part) for part in problem["loc"])
+            message = problem["msg"].removeprefix("Value error, ")
+            lines.append(f"settings: {where + ': ' if where else ''}{message}")
+        raise SystemExit("\n".join(lines)) from None
+
+
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+if __name__ == "__main__":
+    # `python -m app.core.config`: check the settings before starting the server.
+    settings_or_exit()
