@@ -79,7 +79,10 @@ def write_files(c):
     for name, variable in config.secret_files.items():
         value = env.get(variable) or ""
         if not value:
-            raise Problem(f"{variable} is not set in {config.env_file}: run `inv setup` to generate it")
+            raise Problem(
+                f"{variable} must be set for the production stack (a secret file): it has no value in "
+                f"{config.env_file}; run `inv setup` to generate it"
+            )
         path = directory / name
         if not path.is_file() or path.read_text() != value:
             write_atomically_once(path, value, SECRET_FILE_MODE)

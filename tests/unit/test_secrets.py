@@ -145,5 +145,5 @@ def test_secret_files_refuse_an_empty_variable(tmp_path, monkeypatch):
     c = files_context(tmp_path, monkeypatch)
     secrets.write_env(c)
     envfile.set_values(tmp_path / ".env", {"APP_DB_PASSWORD": ""})
-    with pytest.raises(Problem, match="APP_DB_PASSWORD is not set in .*: run `inv setup`"):
+    with pytest.raises(Problem, match="APP_DB_PASSWORD must be set for the production stack .*; run `inv setup`"):
         secrets.write_files(c)
