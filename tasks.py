@@ -45,6 +45,8 @@ def setup(c, engine=False, test_tools=False, force=False, regenerate_secrets=Fal
             "unchanged": f"setup: {env_file} is complete; left as it is",
         }[outcome]
     )
+    written = secrets.write_files(c)
+    print(f"setup: the prod stack's secrets are in {written[0].parent.name}/ ({', '.join(p.name for p in written)})")
     engine_version, compose_version = require_engine(c)
     print(f"setup: Docker Engine {engine_version}, Compose {compose_version}")
     overrides = bases.ensure_for_stack(c, ROOT / env_file)
@@ -84,6 +86,8 @@ def _ready(c, prod=False):
     stack the task acts on, chosen here once from its --prod flag."""
     stack.require_env(c)
     require_engine(c)
+    if prod:
+        secrets.write_files(c)
     return stack_target(c, prod)
 
 

@@ -25,6 +25,8 @@ fi
 # to asyncio and h11. A worker that cannot import them is restarted by uvicorn
 # over and over, so the check runs once here, where it stops the container.
 python -c 'import uvloop, httptools'
+# Likewise the settings (a missing or empty secret file): one line each, then exit.
+python -m app.core.config
 
 # The metrics listener: a process of its own, because only one process can bind
 # the port and uvicorn's workers are alike (and restarted at will). It reads the

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from app.core.config import Settings
+from app.core.config import Settings, settings_or_exit
 
 
 def make(**values: object) -> Settings:
@@ -19,6 +19,11 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "DB_NAME",
         "DB_USER",
         "DB_PASSWORD",
+        "DB_PASSWORD_FILE",
+        "POSTGRES_PASSWORD_FILE",
+        "APP_DB_USER",
+        "APP_DB_PASSWORD",
+        "APP_DB_PASSWORD_FILE",
         "DB_POOL_SIZE",
         "DB_POOL_IDLE_S",
         "DB_CONNECT_TIMEOUT",
@@ -166,3 +171,42 @@ def test_env_file_is_read(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert (s.DB_HOST, s.DB_POOL_SIZE) == ("from-file", 9)
     monkeypatch.setenv("DB_HOST", "from-env")
     assert Settings(_env_file=env).DB_HOST == "from-env"
+
+
+def test_password_files_are_read_without_the_line_end(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "db").write_text("from-file-1\n")
+    (tmp_path / "app").write_text("from-file-2")
+    monkeypatch.setenv("POSTGRES_PASSWORD_FILE", str(tmp_path / "db"))
+    monkeypatch.setenv("APP_DB_USER", "app_rw")
+    monkeypatch.setenv("APP_DB_PASSWORD_FILE", str(tmp_path / "app"))
+    s = make()
+    assert s.DB_PASSWORD.get_secret_value() == "from-file-1"
+    assert s.APP_DB_PASSWORD.get_secret_value() == "from-file-2"
+    assert s.SQLALCHEMY_DATABASE_URI.password == "from-file-1"
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        (lambda path: None, "{path} does not exist"),
+        (lambda path: path.write_text("\n"), "{path} is empty"),
+        # A directory: unreadable as a file even for root, who runs these tests in a container.
+        (lambda path: path.mkdir(), "cannot read {path} (Is a directory)"),
+    ],
+    ids=["missing", "empty", "unreadable"],
+)
+def test_a_bad_password_file_is_refused_in_one_line_naming_it(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], setup, expected: str
+) -> None:
+    path = tmp_path / "secret"
+    setup(path)
+    monkeypatch.setenv("DB_PASSWORD_FILE", str(path))
+    monkeypatch.chdir(tmp_path)  # no .env here
+    with pytest.raises(SystemExit) as exited:
+        settings_or_exit()
+    assert str(exited.value) == "settings: DB_PASSWORD_FILE: " + expected.format(path=path)
+
+
+def test_an_app_role_needs_a_password() -> None:
+    with pytest.raises(ValidationError, match="APP_DB_USER is set but APP_DB_PASSWORD"):
+        make(APP_DB_USER="app_rw")

@@ -5,6 +5,36 @@ set -Eeo pipefail
 
 log() { echo "entrypoint: $*" >&2; }
 
+# VAR_FILE names a file holding VAR (a Compose or Swarm secret), as in the official image.
+# A missing, unreadable or empty file stops the container with one line naming it.
+file_env() {
+    local var="$1" file_var="${1}_FILE"
+    local file="${!file_var:-}"
+    if [ -z "$file" ]; then
+        return 0
+    fi
+    if [ -n "${!var:-}" ]; then
+        log "both $var and $file_var are set; set only one"
+        exit 1
+    fi
+    if [ ! -e "$file" ]; then
+        log "$file_var: $file does not exist"
+        exit 1
+    fi
+    if [ ! -r "$file" ] || [ -d "$file" ]; then
+        log "$file_var: cannot read $file"
+        exit 1
+    fi
+    local value
+    value="$(<"$file")"
+    if [ -z "$value" ]; then
+        log "$file_var: $file is empty"
+        exit 1
+    fi
+    export "$var"="$value"
+    unset "$file_var"
+}
+
 if [ "${1:0:1}" = '-' ]; then
     set -- postgres "$@"
 fi
@@ -18,6 +48,11 @@ if [ "$(id -u)" = '0' ]; then
     chmod 700 "$PGDATA"
     exec setpriv --reuid=postgres --regid=postgres --init-groups "${BASH_SOURCE[0]}" "$@"
 fi
+
+# Checked on every start, not only the first: a broken secret shows now, not at the next initdb.
+for var in POSTGRES_USER POSTGRES_PASSWORD POSTGRES_DB; do
+    file_env "$var"
+done
 
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
     : "${POSTGRES_USER:=postgres}"

@@ -31,11 +31,11 @@ def test_missing_env_file_says_run_setup(tmp_path):
 
 
 def test_missing_and_empty_keys(tmp_path):
-    (tmp_path / ".env.example").write_text("A=1\nB=2\nPOSTGRES_PASSWORD=\n")
-    (tmp_path / ".env").write_text("POSTGRES_PASSWORD=\n")
+    (tmp_path / ".env.example").write_text("A=1\nB=2\nPOSTGRES_PASSWORD=\nAPP_DB_PASSWORD=\n")
+    (tmp_path / ".env").write_text("POSTGRES_PASSWORD=\nAPP_DB_PASSWORD=\n")
     messages = [f.message for f in doctor.check_env(context_for(tmp_path / ".env", tmp_path / ".env.example"))]
     assert any("lacks A, B" in m for m in messages)
-    assert any("POSTGRES_PASSWORD empty" in m for m in messages)
+    assert any("POSTGRES_PASSWORD, APP_DB_PASSWORD empty" in m for m in messages)
 
 
 def test_finding_line_format():

@@ -65,11 +65,10 @@ def test_regenerating_without_data_volumes_gives_new_secrets(tmp_path):
     old = envfile.read_env(tmp_path / ".env")
     outcome, keys = secrets.write_env(c, regenerate=True)
     new = envfile.read_env(tmp_path / ".env")
-    assert outcome == "rewritten" and keys == ["POSTGRES_PASSWORD"]
-    assert new["POSTGRES_PASSWORD"] != old["POSTGRES_PASSWORD"]
-    assert {k: v for k, v in new.items() if k != "POSTGRES_PASSWORD"} == {
-        k: v for k, v in old.items() if k != "POSTGRES_PASSWORD"
-    }
+    generated = ["POSTGRES_PASSWORD", "APP_DB_PASSWORD"]
+    assert outcome == "rewritten" and keys == generated
+    assert all(new[k] != old[k] for k in generated)
+    assert {k: v for k, v in new.items() if k not in generated} == {k: v for k, v in old.items() if k not in generated}
     assert envfile.read_env(tmp_path / ".env.bak") == old
 
 
@@ -106,3 +105,45 @@ def test_a_left_over_secret_key_is_kept_and_harmless(tmp_path):
     assert secrets.write_env(c, rewrite=True) == ("rewritten", [])
     assert envfile.read_env(tmp_path / ".env")["SECRET_KEY"] == "left-over"
     assert [(f.ok, f.message) for f in doctor.check_env(c)] == [(True, f"{tmp_path / '.env'} complete")]
+
+
+def files_context(tmp_path, monkeypatch):
+    for variable in ("POSTGRES_PASSWORD", "APP_DB_PASSWORD"):
+        monkeypatch.delenv(variable, raising=False)
+    c = context(tmp_path)
+    c.config.stack.secrets_dir = str(tmp_path / "secrets")
+    return c
+
+
+def test_secret_files_hold_the_env_values_in_a_private_directory(tmp_path, monkeypatch):
+    c = files_context(tmp_path, monkeypatch)
+    secrets.write_env(c)
+    env = envfile.read_env(tmp_path / ".env")
+    paths = secrets.write_files(c)
+    assert sorted(p.name for p in paths) == ["app_db_password", "postgres_password"]
+    assert (tmp_path / "secrets/postgres_password").read_text() == env["POSTGRES_PASSWORD"]
+    assert (tmp_path / "secrets/app_db_password").read_text() == env["APP_DB_PASSWORD"]
+    assert env["POSTGRES_PASSWORD"] != env["APP_DB_PASSWORD"]
+    assert (tmp_path / "secrets").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "secrets/app_db_password").stat().st_mode & 0o777 == 0o644
+
+
+def test_secret_files_follow_env_and_are_left_alone_when_equal(tmp_path, monkeypatch):
+    c = files_context(tmp_path, monkeypatch)
+    secrets.write_env(c)
+    secrets.write_files(c)
+    path = tmp_path / "secrets/postgres_password"
+    inode = path.stat().st_ino
+    secrets.write_files(c)
+    assert path.stat().st_ino == inode, "an unchanged secret file was rewritten"
+    envfile.set_values(tmp_path / ".env", {"POSTGRES_PASSWORD": "changed-by-hand-0123456789"})
+    secrets.write_files(c)
+    assert path.read_text() == "changed-by-hand-0123456789"
+
+
+def test_secret_files_refuse_an_empty_variable(tmp_path, monkeypatch):
+    c = files_context(tmp_path, monkeypatch)
+    secrets.write_env(c)
+    envfile.set_values(tmp_path / ".env", {"APP_DB_PASSWORD": ""})
+    with pytest.raises(Problem, match="APP_DB_PASSWORD must be set for the production stack .*; run `inv setup`"):
+        secrets.write_files(c)

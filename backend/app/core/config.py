@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
@@ -52,6 +53,17 @@ class Settings(BaseSettings):
     DB_PASSWORD: SecretStr = Field(
         default=SecretStr(""), validation_alias=AliasChoices("DB_PASSWORD", "POSTGRES_PASSWORD")
     )
+    # A file holding DB_PASSWORD (a Compose secret under /run/secrets), as the postgres image
+    # reads POSTGRES_PASSWORD_FILE: the value then never shows in `docker inspect`.
+    DB_PASSWORD_FILE: Path | None = Field(
+        default=None, validation_alias=AliasChoices("DB_PASSWORD_FILE", "POSTGRES_PASSWORD_FILE")
+    )
+    # The role the app connects as in prod, which `alembic upgrade` (run as the owner, DB_USER)
+    # creates or updates and grants read/write on the app's tables only. Empty: no such role
+    # (the dev stack connects as the owner).
+    APP_DB_USER: str = ""
+    APP_DB_PASSWORD: SecretStr = SecretStr("")
+    APP_DB_PASSWORD_FILE: Path | None = None
 
     # Most connections per worker process. A request holds one only while its statements
     # run, but under load about as many run at once as there are requests in flight.
@@ -87,6 +99,16 @@ class Settings(BaseSettings):
             return [str(o).strip().rstrip("/") for o in value if str(o).strip()]
         return value
 
+    @model_validator(mode="after")
+    def _read_password_files(self) -> Settings:
+        if self.DB_PASSWORD_FILE is not None:
+            self.DB_PASSWORD = read_secret_file("DB_PASSWORD_FILE", self.DB_PASSWORD_FILE)
+        if self.APP_DB_PASSWORD_FILE is not None:
+            self.APP_DB_PASSWORD = read_secret_file("APP_DB_PASSWORD_FILE", self.APP_DB_PASSWORD_FILE)
+        if self.APP_DB_USER and not self.APP_DB_PASSWORD.get_secret_value():
+            raise ValueError("APP_DB_USER is set but APP_DB_PASSWORD (or APP_DB_PASSWORD_FILE) is empty")
+        return self
+
     @property
     def SQLALCHEMY_DATABASE_URI(self) -> URL:
         """The database URL, always with the asyncpg driver."""
@@ -105,6 +127,39 @@ class Settings(BaseSettings):
         )
 
 
+def read_secret_file(variable: str, path: Path) -> SecretStr:
+    """A secret from a file, without the line end a text editor adds; refuses a missing,
+    unreadable or empty file in one sentence that names it."""
+    try:
+        value = path.read_text(encoding="utf-8").rstrip("\r\n")
+    except FileNotFoundError:
+        raise ValueError(f"{variable}: {path} does not exist") from None
+    except OSError as error:
+        raise ValueError(f"{variable}: cannot read {path} ({error.strerror})") from None
+    if not value:
+        raise ValueError(f"{variable}: {path} is empty")
+    return SecretStr(value)
+
+
+def settings_or_exit() -> Settings:
+    """The settings, or exit with one line per invalid one: for entry points, where a
+    traceback (or uvicorn restarting its workers for ever) would bury the reason."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        lines = []
+        for problem in error.errors():
+            where = ".".join(str(part) for part in problem["loc"])
+            message = problem["msg"].removeprefix("Value error, ")
+            lines.append(f"settings: {where + ': ' if where else ''}{message}")
+        raise SystemExit("\n".join(lines)) from None
+
+
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+if __name__ == "__main__":
+    # `python -m app.core.config`: check the settings before starting the server.
+    settings_or_exit()
