@@ -10,7 +10,23 @@ from invoke import task
 
 # A task named like a stackctl module (or a builtin) is defined as NAME_ with
 # @task(name="NAME"), so that the module keeps its own name here.
-from stackctl import ROOT, Problem, bases, bench, budgets, doctor, images, lint, provision, scan, secrets, smoke, stack
+from stackctl import (
+    ROOT,
+    Problem,
+    audit,
+    bases,
+    bench,
+    budgets,
+    doctor,
+    images,
+    lint,
+    provision,
+    sbom,
+    scan,
+    secrets,
+    smoke,
+    stack,
+)
 from stackctl.compose import docker_compose, stack_target
 from stackctl.confirm import confirm
 from stackctl.engine import inspect_image, require_engine
@@ -251,7 +267,7 @@ def makemigration(c, message):
     },
 )
 def build(c, prod=False, no_cache=False, service=None):
-    """Build the images; with --prod, time and measure them against their budgets."""
+    """Build the images; with --prod, time and measure them against their budgets, and write their SBOMs."""
     target = _ready(c, prod)
     wanted = stack.check_services(c, target, service or [])
     built = {s: image for s, image in images.built_images(c, target).items() if s in wanted}
@@ -268,6 +284,8 @@ def build(c, prod=False, no_cache=False, service=None):
         measures.append(budgets.judge(measure))
     print(budgets.table(measures))
     report = budgets.write_report(c.config.build.report, measures, no_cache=no_cache)
+    for path in sbom.write_all(c, built):
+        print(f"build: SBOM {sbom.summary(path)}")
     breaches = [m.service for m in measures if m.breaches]
     if breaches:
         raise Problem(f"build: budget breached by {', '.join(breaches)}; see {report}")
@@ -313,6 +331,14 @@ def scan_(c):
     if findings:
         raise Problem(f"scan: {len(findings)} finding(s); see above")
     print("scan: every image clean")
+
+
+@task(name="audit")
+def audit_(c):
+    """Check the locked Python and npm dependencies for known vulnerabilities (pip-audit, npm audit).
+    Exits 1 on a finding at or above audit.fail_on, 3 when no advisory service answered."""
+    _ready(c)
+    audit.run(c)
 
 
 @task(

@@ -143,7 +143,7 @@ def npm_lock_sbom(c, directory):
         result = docker_compose(
             c,
             target,
-            f"run --rm --no-deps -T -v {shlex.quote(f'{directory}:/sbom')} frontend {command}",
+            f"run --rm --no-deps -T -e SKIP_DEPS_CHECK=true -v {shlex.quote(f'{directory}:/sbom')} frontend {command}",
             hide=True,
             warn=True,
         )
