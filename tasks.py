@@ -318,19 +318,30 @@ def lint_(c, fix_types=False):
 
 @task(name="scan")
 def scan_(c):
-    """Check the production images: non-root user, HEALTHCHECK, no .env, keys or secrets."""
+    """Check the production images (non-root user, HEALTHCHECK, no .env, keys or secrets) and the
+    running prod containers (non-root, no secret value in `docker inspect`)."""
     _ready(c)
     secret_values = scan.configured_secrets(c, stack.effective_env(c))
+    prod = stack_target(c, prod=True)
     findings = []
-    for image in images.built_images(c, stack_target(c, prod=True)).values():
+    for image in images.built_images(c, prod).values():
         found = scan.scan_image(c, image, secret_values)
         print(f"{'ok  ' if not found else 'FAIL'}  {image}")
         for finding in found:
             print(f"      {finding.check}: {finding.message}")
         findings += found
+    running = [ct for ct in stack.containers(c, prod) if ct["State"] == "running"]
+    for ct in running:
+        found = scan.scan_containers(c, [ct["ID"]], secret_values)
+        print(f"{'ok  ' if not found else 'FAIL'}  container {ct['Name']}")
+        for finding in found:
+            print(f"      {finding.check}: {finding.message}")
+        findings += found
+    if not running:
+        print(f"scan: no running container of {prod.project}: `inv up --prod` first to check them too")
     if findings:
         raise Problem(f"scan: {len(findings)} finding(s); see above")
-    print("scan: every image clean")
+    print(f"scan: every image{' and container' if running else ''} clean")
 
 
 @task(name="audit")
