@@ -284,7 +284,8 @@ def build(c, prod=False, no_cache=False, service=None):
         measures.append(budgets.judge(measure))
     print(budgets.table(measures))
     report = budgets.write_report(c.config.build.report, measures, no_cache=no_cache)
-    for path in sbom.write_all(c, built):
+    shipped = {s: image for s, image in images.stack_images(c, target).items() if s in wanted}
+    for path in sbom.write_all(c, shipped):
         print(f"build: SBOM {sbom.summary(path)}")
     breaches = [m.service for m in measures if m.breaches]
     if breaches:
