@@ -20,6 +20,7 @@ from pathlib import Path
 from . import ROOT, Problem
 from .compose import docker_compose, stack_target
 from .lint import leaving_no_objects, scratch_directory
+from .sbom import export_uv_lock
 
 SEVERITIES = ["info", "low", "moderate", "high", "critical"]
 # Exit codes: 1 findings (or a bad allow-list), UNAVAILABLE when an advisory service did not answer.
@@ -162,17 +163,6 @@ def run_pip_audit(c, source, requirements, directory):
             f"audit: pip-audit got no report for {source} ({last_line(result)}); nothing is known"
         )
     return json.loads(output.read_text())
-
-
-def export_uv_lock(c, directory):
-    """backend/uv.lock, every group, as a requirements file with digests."""
-    exported = Path(directory) / "backend-uv-lock.txt"
-    c.run(
-        shlex.join(["uv", "export", "--frozen", "--all-groups", "--no-emit-project", "--quiet", "--directory",
-                    str(ROOT / "backend"), "--format", "requirements.txt", "--output-file", str(exported)]),
-        hide=True,
-    )  # fmt: skip
-    return exported
 
 
 def run_npm_audit(c):

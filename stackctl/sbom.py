@@ -112,15 +112,21 @@ def image_sbom(c, service, image, npm_sbom=None):
     return document(subject, components)
 
 
-def uv_lock_sbom(c, directory):
-    """backend/uv.lock, every dependency group, through `uv export` and cyclonedx-py."""
-    exported = Path(directory) / "backend-requirements.txt"
+def export_uv_lock(c, directory):
+    """backend/uv.lock, every dependency group, as a requirements file with digests (what
+    cyclonedx-py and pip-audit read); returns its path."""
+    exported = Path(directory) / "backend-uv-lock.txt"
     run(
         c,
         ["uv", "export", "--frozen", "--all-groups", "--no-emit-project", "--quiet",
          "--directory", str(ROOT / "backend"), "--format", "requirements.txt", "--output-file", str(exported)],
     )  # fmt: skip
-    return requirements_sbom(c, exported, directory, ROOT / "backend/pyproject.toml")
+    return exported
+
+
+def uv_lock_sbom(c, directory):
+    """backend/uv.lock, every dependency group, through `uv export` and cyclonedx-py."""
+    return requirements_sbom(c, export_uv_lock(c, directory), directory, ROOT / "backend/pyproject.toml")
 
 
 def requirements_sbom(c, requirements, directory, pyproject=None):
@@ -156,6 +162,7 @@ def npm_lock_sbom(c, directory):
 
 
 def run(c, args):
+    """A tool's command line (a list), output captured; Problem naming the tool on failure."""
     result = c.run(shlex.join(args), hide=True, warn=True)
     if not result.ok:
         raise Problem(f"sbom: {args[0]} failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}")
