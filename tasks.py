@@ -320,7 +320,7 @@ def lint_(c, fix_types=False):
 @task(name="scan")
 def scan_(c):
     """Check the production images (non-root user, HEALTHCHECK, no .env, keys or secrets) and the
-    running prod containers (non-root, no secret value in `docker inspect`)."""
+    prod stack's containers (non-root, no secret value in `docker inspect`)."""
     _ready(c)
     secret_values = scan.configured_secrets(c, stack.effective_env(c))
     prod = stack_target(c, prod=True)
@@ -331,18 +331,19 @@ def scan_(c):
         for finding in found:
             print(f"      {finding.check}: {finding.message}")
         findings += found
-    running = [ct for ct in stack.containers(c, prod) if ct["State"] == "running"]
-    for ct in running:
+    # Stopped ones too: the one-shot migrate's inspect output keeps whatever it was given.
+    containers = stack.containers(c, prod)
+    for ct in containers:
         found = scan.scan_containers(c, [ct["ID"]], secret_values)
         print(f"{'ok  ' if not found else 'FAIL'}  container {ct['Name']}")
         for finding in found:
             print(f"      {finding.check}: {finding.message}")
         findings += found
-    if not running:
-        print(f"scan: no running container of {prod.project}: `inv up --prod` first to check them too")
+    if not containers:
+        print(f"scan: no container of {prod.project}: `inv up --prod` first to check them too")
     if findings:
         raise Problem(f"scan: {len(findings)} finding(s); see above")
-    print(f"scan: every image{' and container' if running else ''} clean")
+    print(f"scan: every image{' and container' if containers else ''} clean")
 
 
 @task(name="audit")

@@ -9,7 +9,7 @@ a RUN is recorded there). Messages name the secret's variable, never its value.
 Layers are read from `docker save`; history steps are numbered oldest first, as in
 the image's config (`docker history` lists them newest first).
 
-Running containers of the prod stack are checked too: no secret value anywhere in their
+The prod stack's containers (running or stopped) are checked too: no secret value anywhere in their
 `docker inspect` document (Env, Cmd, Args, Labels, mounts: every string in it), and their
 main process not root. A container configured without a user (postgres: its entrypoint
 starts as root and drops to the postgres user) is judged by the uid its main process has,
@@ -248,8 +248,8 @@ def inspect_containers(c, ids):
 
 
 def scan_containers(c, ids, secrets, proc=Path("/proc")):
-    """Every finding in the running containers (ids): secret values in their inspect
-    output, root users. Findings name the container."""
+    """Every finding in the containers (ids): secret values in their inspect output, root
+    users. Findings name the container."""
     needles = usable_secrets(secrets)
     findings = []
     for info in inspect_containers(c, ids):
