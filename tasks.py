@@ -317,6 +317,14 @@ def lint_(c, fix_types=False):
     print("lint: all clean")
 
 
+def _verdict(subject, found):
+    """One line for what was scanned, its findings under it; returns them."""
+    print(f"{'ok  ' if not found else 'FAIL'}  {subject}")
+    for finding in found:
+        print(f"      {finding.check}: {finding.message}")
+    return found
+
+
 @task(name="scan")
 def scan_(c):
     """Check the production images (non-root user, HEALTHCHECK, no .env, keys or secrets) and the
@@ -326,24 +334,16 @@ def scan_(c):
     prod = stack_target(c, prod=True)
     findings = []
     for image in images.built_images(c, prod).values():
-        found = scan.scan_image(c, image, secret_values)
-        print(f"{'ok  ' if not found else 'FAIL'}  {image}")
-        for finding in found:
-            print(f"      {finding.check}: {finding.message}")
-        findings += found
+        findings += _verdict(image, scan.scan_image(c, image, secret_values))
     # Stopped ones too: the one-shot migrate's inspect output keeps whatever it was given.
     containers = stack.containers(c, prod)
     for ct in containers:
-        found = scan.scan_containers(c, [ct["ID"]], secret_values)
-        print(f"{'ok  ' if not found else 'FAIL'}  container {ct['Name']}")
-        for finding in found:
-            print(f"      {finding.check}: {finding.message}")
-        findings += found
+        findings += _verdict(f"container {ct['Name']}", scan.scan_containers(c, [ct["ID"]], secret_values))
     if not containers:
         print(f"scan: no container of {prod.project}: `inv up --prod` first to check them too")
     if findings:
         raise Problem(f"scan: {len(findings)} finding(s); see above")
-    print(f"scan: every image{' and container' if containers else ''} clean")
+    print(f"scan: every image clean{', every container clean' if containers else ''}")
 
 
 @task(name="audit")
