@@ -10,7 +10,23 @@ from invoke import task
 
 # A task named like a stackctl module (or a builtin) is defined as NAME_ with
 # @task(name="NAME"), so that the module keeps its own name here.
-from stackctl import ROOT, Problem, bases, bench, budgets, doctor, images, lint, provision, scan, secrets, smoke, stack
+from stackctl import (
+    ROOT,
+    Problem,
+    audit,
+    bases,
+    bench,
+    budgets,
+    doctor,
+    images,
+    lint,
+    provision,
+    sbom,
+    scan,
+    secrets,
+    smoke,
+    stack,
+)
 from stackctl.compose import docker_compose, stack_target
 from stackctl.confirm import confirm
 from stackctl.engine import inspect_image, require_engine
@@ -255,7 +271,7 @@ def makemigration(c, message):
     },
 )
 def build(c, prod=False, no_cache=False, service=None):
-    """Build the images; with --prod, time and measure them against their budgets."""
+    """Build the images; with --prod, time and measure them against their budgets, and write their SBOMs."""
     target = _ready(c, prod)
     wanted = stack.check_services(c, target, service or [])
     built = {s: image for s, image in images.built_images(c, target).items() if s in wanted}
@@ -272,6 +288,9 @@ def build(c, prod=False, no_cache=False, service=None):
         measures.append(budgets.judge(measure))
     print(budgets.table(measures))
     report = budgets.write_report(c.config.build.report, measures, no_cache=no_cache)
+    shipped = {s: image for s, image in images.stack_images(c, target).items() if s in wanted}
+    for path in sbom.write_all(c, shipped):
+        print(f"build: SBOM {sbom.summary(path)}")
     breaches = [m.service for m in measures if m.breaches]
     if breaches:
         raise Problem(f"build: budget breached by {', '.join(breaches)}; see {report}")
@@ -302,34 +321,52 @@ def lint_(c, fix_types=False):
     print("lint: all clean")
 
 
+def _verdict(subject, found):
+    """One line for what was scanned, its findings under it; returns them."""
+    print(f"{'ok  ' if not found else 'FAIL'}  {subject}")
+    for finding in found:
+        print(f"      {finding.check}: {finding.message}")
+    return found
+
+
 @task(name="scan")
 def scan_(c):
-    """Check the production images (non-root user, HEALTHCHECK, no .env, keys or secrets) and,
-    when the prod stack is up, the security headers of its public origin."""
+    """Check the production images (non-root user, HEALTHCHECK, no .env, keys or secrets), the
+    security headers of the prod stack's public origin when it is up, and the prod stack's
+    containers (non-root, no secret value in `docker inspect`)."""
     _ready(c)
     secret_values = scan.configured_secrets(c, stack.effective_env(c))
-    target = stack_target(c, prod=True)
+    prod = stack_target(c, prod=True)
     findings = []
-    for image in images.built_images(c, target).values():
-        findings += _scan_report(image, scan.scan_image(c, image, secret_values))
+    for image in images.built_images(c, prod).values():
+        findings += _verdict(image, scan.scan_image(c, image, secret_values))
     headers_checked = True
-    for subject, found in scan.origin_headers(smoke.default_base_url(c, target)):
+    for subject, found in scan.origin_headers(smoke.default_base_url(c, prod)):
         if found is None:
             print(f"skip  {subject}")
             headers_checked = False
         else:
-            findings += _scan_report(subject, found)
+            findings += _verdict(subject, found)
+    # Stopped ones too: the one-shot migrate's inspect output keeps whatever it was given.
+    containers = stack.containers(c, prod)
+    for ct in containers:
+        findings += _verdict(f"container {ct['Name']}", scan.scan_containers(c, [ct["ID"]], secret_values))
+    if not containers:
+        print(f"scan: no container of {prod.project}: `inv up --prod` first to check them too")
     if findings:
         raise Problem(f"scan: {len(findings)} finding(s); see above")
-    print("scan: every image clean" + ("; security headers in place" if headers_checked else ""))
+    clean = ["every image clean"]
+    clean += ["security headers in place"] if headers_checked else []
+    clean += ["every container clean"] if containers else []
+    print(f"scan: {'; '.join(clean)}")
 
 
-def _scan_report(subject, findings):
-    """Print one subject's verdict and findings; returns the findings."""
-    print(f"{'ok  ' if not findings else 'FAIL'}  {subject}")
-    for finding in findings:
-        print(f"      {finding.check}: {finding.message}")
-    return findings
+@task(name="audit")
+def audit_(c):
+    """Check the locked Python and npm dependencies for known vulnerabilities (pip-audit, npm audit).
+    Exits 1 on a finding at or above audit.fail_on, 3 when no advisory service answered."""
+    _ready(c)
+    audit.run(c)
 
 
 @task(

@@ -10,18 +10,29 @@ from .engine import image_size_mb
 from .stack import effective_env
 
 
-def built_images(c, target):
-    """{service: image} for the services the compose file builds, one service per image
-    (in prod, migrate runs the backend's image)."""
+def _services(c, target):
+    """The services of the target's compose files, as `docker compose config` resolves them."""
     result = docker_compose(c, target, "config --format json", hide=True, warn=True)
     if not result.ok:
         raise Problem((result.stderr.strip().splitlines() or ["docker compose config failed"])[-1])
+    return sorted(json.loads(result.stdout)["services"].items())
+
+
+def stack_images(c, target, built_only=False):
+    """{service: image} for every image the stack runs (postgres runs its base image), or
+    with built_only those the compose file builds; each image once (in prod, migrate runs
+    the backend's image)."""
     images = {}
-    for name, spec in sorted(json.loads(result.stdout)["services"].items()):
+    for name, spec in _services(c, target):
         image = spec.get("image") or f"{target.project}-{name}"
-        if "build" in spec and image not in images.values():
+        if ("build" in spec or not built_only) and image not in images.values():
             images[name] = image
     return images
+
+
+def built_images(c, target):
+    """{service: image} for the services the compose file builds, one service per image."""
+    return stack_images(c, target, built_only=True)
 
 
 def build_one(c, target, service, no_cache=False):

@@ -1,4 +1,4 @@
-"""`inv scan`: security checks of built images, and of the running prod stack's headers.
+"""`inv scan`: security checks of built images, and of the prod stack's containers and headers.
 
 An image fails when it runs as root, has no HEALTHCHECK, or carries a `.env` file,
 a private key or the value of one of the project's secrets anywhere: in a file of
@@ -13,6 +13,12 @@ The running prod stack, when it is up, is checked from outside as a reviewer wou
 public origin's page and an API answer must carry a Content-Security-Policy that lets no
 foreign or inline script run and no one frame the app, X-Frame-Options DENY, nosniff, a
 Referrer-Policy that sends no path to other origins, a Permissions-Policy, each header once.
+
+The prod stack's containers (running or stopped) are checked too: no secret value anywhere in their
+`docker inspect` document (Env, Cmd, Args, Labels, mounts: every string in it), and their
+main process not root. A container configured without a user (postgres: its entrypoint
+starts as root and drops to the postgres user) is judged by the uid its main process has,
+read from /proc on the engine's host.
 """
 
 import json
@@ -49,7 +55,7 @@ ELF = b"\x7fELF"
 
 @dataclass(frozen=True)
 class Finding:
-    image: str
+    image: str  # the image, or the container, checked
     check: str  # user, healthcheck, env-file, private-key, secret
     message: str  # one line: what and where; never a secret's value
 
@@ -185,6 +191,78 @@ def scan_saved(image, archive, secrets):
             scanned.add(member.name)
             where = f"layer {number}" + (f" (history step {step})" if step else "")
             findings += scan_layer(image, where, saved.extractfile(member), secrets)
+    return findings
+
+
+def inspect_paths(value, path=""):
+    """(field, string) for every string in a `docker inspect` document (keys too); the field
+    is the dotted path of its first two keys, e.g. Config.Env, HostConfig.Binds, Args."""
+    if isinstance(value, str):
+        return [(path, value)]
+    if isinstance(value, dict):
+        found = []
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path and path.count(".") < 1 else (path or key)
+            found += [(inner, key), *inspect_paths(item, inner)]
+        return found
+    if isinstance(value, list):
+        return [pair for item in value for pair in inspect_paths(item, path)]
+    return []
+
+
+def check_inspect_secrets(container, info, secrets):
+    """Secret values (as usable_secrets returns them) in a container's `docker inspect`
+    document, one finding per secret and field."""
+    fields = {}
+    for field, text in inspect_paths(info):
+        for name, value in secrets.items():
+            if value in text.encode():
+                fields.setdefault((name, field), None)
+    return [Finding(container, "secret", f"value of {name} in docker inspect {field}") for name, field in fields]
+
+
+def process_uid(pid, proc=Path("/proc")):
+    """The real uid of a process on this host (its /proc status), or None when unreadable."""
+    try:
+        status = (proc / str(pid) / "status").read_text()
+    except OSError:
+        return None
+    uid = re.search(r"^Uid:\s+(\d+)", status, re.M)
+    return int(uid.group(1)) if uid else None
+
+
+def check_container_user(container, info, proc=Path("/proc")):
+    """The container runs as a non-root user: its configured user, or, when none is set (an
+    entrypoint that drops privileges itself), the uid of its main process."""
+    user = ((info.get("Config") or {}).get("User") or "").strip()
+    if user.split(":")[0] not in ROOT_USERS:
+        return []
+    uid = process_uid((info.get("State") or {}).get("Pid") or 0, proc)
+    if uid is not None and uid != 0:
+        return []
+    shown = f"user {user}" if user else "no user set"
+    seen = "its main process has uid 0" if uid == 0 else "its main process could not be read"
+    return [Finding(container, "user", f"runs as root ({shown}, {seen}): set a non-root user")]
+
+
+def inspect_containers(c, ids):
+    """`docker container inspect` of the containers, as a list of dicts."""
+    if not ids:
+        return []
+    result = c.run(f"docker container inspect {' '.join(shlex.quote(i) for i in ids)}", hide=True, warn=True)
+    if not result.ok:
+        raise Problem(f"docker container inspect failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}")
+    return json.loads(result.stdout)
+
+
+def scan_containers(c, ids, secrets, proc=Path("/proc")):
+    """Every finding in the containers (ids): secret values in their inspect output, root
+    users. Findings name the container."""
+    needles = usable_secrets(secrets)
+    findings = []
+    for info in inspect_containers(c, ids):
+        name = (info.get("Name") or info.get("Id", "?")[:12]).lstrip("/")
+        findings += check_container_user(name, info, proc) + check_inspect_secrets(name, info, needles)
     return findings
 
 

@@ -117,3 +117,53 @@ def test_scanning_a_base_image_takes_seconds(c, base_images, base, measure):
     measure(f"scan {base} base image", seconds, "s")
     assert {f.check for f in findings} <= {"user", "healthcheck"}, [str(f) for f in findings]
     assert seconds < 30
+
+
+# --- running containers -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def containers(base_images, planted):
+    """Containers of the Python base, running for this module: {"leaky": root with the secret in
+    its environment and a label, "dropping": started as root but its process drops to uid 1000
+    (as postgres's entrypoint does), "clean": uid 1000, the secret passed as a file path}."""
+    tag = uuid.uuid4().hex[:8]
+    image = base_images["python"]
+    specs = {
+        "leaky": ["--user", "0", "-e", f"DB_PASSWORD={planted}", "--label", f"token={planted}", image, "sleep", "300"],
+        "dropping": [image, "setpriv", "--reuid", "1000", "--regid", "1000", "--clear-groups", "sleep", "300"],
+        "clean": ["--user", "1000:1000", "-e", "DB_PASSWORD_FILE=/run/secrets/db_password", image, "sleep", "300"],
+    }
+    names = {}
+    try:
+        for kind, args in specs.items():
+            names[kind] = f"scancheck-{kind}-{tag}"
+            subprocess.run(["docker", "run", "-d", "--name", names[kind], *args], check=True, capture_output=True)
+        yield names
+    finally:
+        subprocess.run(["docker", "rm", "-f", *names.values()], check=False, capture_output=True)
+
+
+def test_running_container_leaking_a_secret_and_running_as_root(c, containers, planted):
+    findings = scan.scan_containers(c, [containers["leaky"]], {"SECRET_KEY": planted})
+    assert sorted(str(f) for f in findings) == [
+        f"{containers['leaky']}: secret: value of SECRET_KEY in docker inspect Config.Env",
+        f"{containers['leaky']}: secret: value of SECRET_KEY in docker inspect Config.Labels",
+        f"{containers['leaky']}: user: runs as root (user 0, its main process has uid 0): set a non-root user",
+    ]
+
+
+def test_running_containers_that_drop_privileges_or_take_secrets_as_files_pass(c, containers, planted):
+    # The dropping container has no user configured: its process's uid decides.
+    assert scan.scan_containers(c, [containers["dropping"], containers["clean"]], {"SECRET_KEY": planted}) == []
+
+
+def test_the_prod_stacks_containers_run_as_non_root_users(c, prod_stack):
+    ids = subprocess.run(
+        ["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={prod_stack.prod_project}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert len(ids) >= 3  # postgres, backend, frontend
+    assert [f for f in scan.scan_containers(c, ids, {}) if f.check == "user"] == []

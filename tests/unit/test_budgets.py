@@ -4,7 +4,7 @@ import pytest
 from invoke import MockContext, Result
 
 import tasks
-from stackctl import budgets, images, stack
+from stackctl import budgets, images, sbom, stack
 from stackctl.bench.figures import Figures
 from stackctl.compose import stack_target
 from tests.helpers import project_config
@@ -74,8 +74,8 @@ def test_report_marks_the_breach(tmp_path):
 
 @pytest.fixture
 def build_task(monkeypatch):
-    """tasks.build --prod with building and measuring replaced: returns (call, the measures
-    written to the report)."""
+    """tasks.build --prod with building, measuring and the SBOMs replaced: returns (call, the
+    measures written to the report, then the images whose SBOMs were written)."""
     written = []
     monkeypatch.setattr(tasks, "_ready", lambda c, prod: stack_target(c, prod))
     monkeypatch.setattr(stack, "check_services", lambda c, target, wanted: ["backend"])
@@ -85,6 +85,10 @@ def build_task(monkeypatch):
         images, "measure", lambda c, service, image, build_s: measure(build_s=build_s, budget_build_s=None)
     )
     monkeypatch.setattr(budgets, "write_report", lambda path, measures, **context: written.extend(measures) or path)
+    monkeypatch.setattr(
+        images, "stack_images", lambda c, target: {"postgres": "postgres:17", "backend": "todostack/backend:latest"}
+    )
+    monkeypatch.setattr(sbom, "write_all", lambda c, shipped: written.append(shipped) or [])
     return lambda **flags: tasks.build(MockContext(config=project_config()), prod=True, **flags), written
 
 
@@ -100,6 +104,13 @@ def test_a_cold_build_is_timed_not_judged_the_bench_holds_cold_build_time(build_
     call(no_cache=True)
     assert written[0].build_s == 200.0 and written[0].budget_build_s is None and written[0].breaches == []
     assert "every image within budget" in capsys.readouterr().out
+
+
+def test_a_prod_build_writes_the_sboms_of_the_images_it_was_asked_for(build_task):
+    call, written = build_task
+    with pytest.raises(tasks.Problem, match="budget breached"):  # written before the verdict
+        call()
+    assert written[-1] == {"backend": "todostack/backend:latest"}  # check_services: backend only
 
 
 def test_one_cold_build_budget_the_bench_total():
@@ -262,3 +273,18 @@ def test_project_budgets_are_the_issue_targets():
     assert dict(limits.cold_build_total_s) == {"max": 120}
     assert dict(limits.api_list_via_frontend_rps) == {"min": 1000}
     assert dict(limits.api_list_via_frontend_p99_ms) == {"max": 50}
+
+
+def test_stack_images_are_every_image_the_stack_runs_once():
+    config = {
+        "services": {
+            "postgres": {"image": "postgres:17"},
+            "migrate": {"image": "todostack/backend:latest", "build": {}},
+            "backend": {"image": "todostack/backend:latest", "build": {}},
+        }
+    }
+    c = MockContext(config=project_config(), run=Result(stdout=json.dumps(config)), repeat=True)
+    assert images.stack_images(c, stack_target(c, prod=True)) == {
+        "backend": "todostack/backend:latest",
+        "postgres": "postgres:17",
+    }

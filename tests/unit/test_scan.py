@@ -8,6 +8,7 @@ import shutil
 import tarfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -383,3 +384,77 @@ def test_origin_headers_of_a_stack_that_is_not_up_says_so():
     [(subject, findings), _] = scan.origin_headers(url)
     assert findings is None
     assert subject == f"headers of {url}/: connection refused; is the prod stack up (`inv up --prod`)?"
+
+
+# --- the prod stack's containers ----------------------------------------------------------
+
+# A running container's `docker inspect` document, recorded (tests/unit/fixtures): user
+# 1000:1000, a label, and a password in its environment, as the prod stack passed its secrets
+# before they became files.
+RECORDED_SECRET = "fixture-secret-value-0123456789"
+INSPECT = json.loads((Path(__file__).parent / "fixtures/docker-inspect-container.json").read_text())
+
+
+def test_secret_in_the_inspect_output_is_named_by_field():
+    secrets = scan.usable_secrets({"POSTGRES_PASSWORD": RECORDED_SECRET})
+    assert [f.message for f in scan.check_inspect_secrets("supply-record", INSPECT, secrets)] == [
+        "value of POSTGRES_PASSWORD in docker inspect Config.Env"
+    ]
+
+
+def test_secret_anywhere_in_the_inspect_output_is_found_and_never_shown():
+    info = json.loads(json.dumps(INSPECT).replace(RECORDED_SECRET, "gone"))
+    info["Args"] = ["--password", SECRET]
+    info["Config"]["Labels"][f"x-{SECRET}"] = "label name"
+    info["HostConfig"]["Binds"] = [f"/srv/{SECRET}:/data"]
+    findings = scan.check_inspect_secrets("c1", info, SECRETS)
+    assert sorted(f.message for f in findings) == [
+        f"value of POSTGRES_PASSWORD in docker inspect {field}"
+        for field in ("Args", "Config.Labels", "HostConfig.Binds")
+    ]
+    assert all(SECRET not in str(f) for f in findings)
+
+
+def test_secrets_as_files_leave_only_paths_in_the_inspect_output():
+    info = json.loads(json.dumps(INSPECT).replace(f"DB_PASSWORD={RECORDED_SECRET}", "DB_USER=app"))
+    assert "DB_PASSWORD_FILE=/run/secrets/db_password" in info["Config"]["Env"]
+    assert scan.check_inspect_secrets("c1", info, scan.usable_secrets({"POSTGRES_PASSWORD": RECORDED_SECRET})) == []
+
+
+def proc_with(tmp_path, pid, uid):
+    (tmp_path / str(pid)).mkdir()
+    (tmp_path / str(pid) / "status").write_text(f"Name:\tpostgres\nPid:\t{pid}\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n")
+    return tmp_path
+
+
+def test_container_with_a_non_root_user_passes_without_looking_at_its_process(tmp_path):
+    assert INSPECT["Config"]["User"] == "1000:1000"
+    assert scan.check_container_user("c1", INSPECT, proc=tmp_path) == []
+
+
+def test_container_without_user_is_judged_by_its_main_process(tmp_path):
+    info = {**INSPECT, "Config": {**INSPECT["Config"], "User": ""}, "State": {**INSPECT["State"], "Pid": 4242}}
+    # An entrypoint that drops to the postgres user (uid 999) before exec'ing the server.
+    assert scan.check_container_user("db", info, proc=proc_with(tmp_path, 4242, 999)) == []
+    root = {**info, "State": {"Pid": 5151}}
+    [finding] = scan.check_container_user("db", root, proc=proc_with(tmp_path, 5151, 0))
+    assert finding.message == "runs as root (no user set, its main process has uid 0): set a non-root user"
+    [unreadable] = scan.check_container_user("db", {**info, "State": {"Pid": 1}}, proc=tmp_path / "nothing")
+    assert unreadable.message == "runs as root (no user set, its main process could not be read): set a non-root user"
+
+
+def test_container_configured_as_root(tmp_path):
+    info = {**INSPECT, "Config": {**INSPECT["Config"], "User": "0:0"}, "State": {"Pid": 77}}
+    [finding] = scan.check_container_user("c1", info, proc=proc_with(tmp_path, 77, 0))
+    assert finding.message == "runs as root (user 0:0, its main process has uid 0): set a non-root user"
+
+
+def test_scan_containers_inspects_them_and_names_each(tmp_path):
+    c = MockContext(
+        config=project_config(), run={"docker container inspect abc def": Result(stdout=json.dumps([INSPECT, INSPECT]))}
+    )
+    findings = scan.scan_containers(c, ["abc", "def"], {"POSTGRES_PASSWORD": RECORDED_SECRET}, proc=tmp_path)
+    assert [str(f) for f in findings] == [
+        "supply-record: secret: value of POSTGRES_PASSWORD in docker inspect Config.Env"
+    ] * 2
+    assert scan.scan_containers(c, [], {}) == []

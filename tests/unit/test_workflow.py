@@ -122,9 +122,9 @@ def test_prod_job_always_stops_the_stack_and_uploads_the_reports():
     assert steps[upload]["with"]["path"].rstrip("/") == "reports"
 
 
-def test_lint_job_runs_lint_and_the_unit_tests():
+def test_lint_job_runs_lint_the_audit_and_the_unit_tests():
     commands = [command(step["run"]) for step in run_steps("lint-and-unit")]
-    assert in_order([INSTALL, "inv setup", "inv lint", "inv test --unit"], commands) is None, commands
+    assert in_order([INSTALL, "inv setup", "inv lint", "inv audit", "inv test --unit"], commands) is None, commands
 
 
 def test_setup_python_is_3_11_and_triggers_cover_pushes_and_pull_requests():
