@@ -331,9 +331,11 @@ def _verdict(subject, found):
 
 @task(name="scan")
 def scan_(c):
-    """Check the production images (non-root user, HEALTHCHECK, no .env, keys or secrets), the
-    security headers of the prod stack's public origin when it is up, and the prod stack's
-    containers (non-root, no secret value in `docker inspect`)."""
+    """Check the production images, the prod stack's public origin headers and its containers.
+
+    Images: non-root user, HEALTHCHECK, no .env, keys or secrets. Headers, when the stack is up:
+    CSP, X-Frame-Options and the others. Containers, stopped ones too: non-root, no secret value
+    in `docker inspect`."""
     _ready(c)
     secret_values = scan.configured_secrets(c, stack.effective_env(c))
     prod = stack_target(c, prod=True)
