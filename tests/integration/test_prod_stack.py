@@ -288,11 +288,13 @@ def test_lint_is_clean_and_catches_a_bad_dockerfile(stack):
     assert "DL3003" in result.stdout or "DL3003" in result.stderr
 
 
-def test_scan_finds_nothing_in_the_prod_images_nor_the_headers(stack):
+def test_scan_finds_nothing_in_the_prod_images_headers_nor_containers(stack):
     result = stack.ok("scan")
     assert f"ok    todostack/backend:{stack.project}" in result.stdout
     assert f"ok    todostack/frontend:{stack.project}" in result.stdout
     origin = stack.url("PROD_PORT")
     assert f"ok    headers of {origin}/\n" in result.stdout
     assert f"ok    headers of {origin}/api/v1/todos\n" in result.stdout
-    assert "scan: every image clean; security headers in place" in result.stdout
+    for service in ("postgres", "backend", "frontend"):
+        assert f"ok    container {stack.container(service, prod=True)}\n" in result.stdout
+    assert "scan: every image clean; security headers in place; every container clean\n" in result.stdout
