@@ -309,6 +309,16 @@ HEADER_PATHS = ("/", "/api/v1/todos")
 SAFE_REFERRER_POLICIES = {"no-referrer", "same-origin", "strict-origin", "strict-origin-when-cross-origin"}
 # Sources that let a script run that the app did not ship itself.
 UNSAFE_SCRIPT_SOURCES = {"'unsafe-inline'", "'unsafe-eval'", "*", "http:", "https:", "data:", "blob:"}
+# The headers checked here, each of which must be sent once: a second copy (a location that
+# adds what the server level adds too) is enforced as well and drifts. List-valued headers
+# such as Vary may be repeated (RFC 9110 5.3): nginx's gzip adds one next to the backend's.
+SECURITY_HEADERS = (
+    "content-security-policy",
+    "x-frame-options",
+    "x-content-type-options",
+    "referrer-policy",
+    "permissions-policy",
+)
 
 
 def csp_directives(policy):
@@ -327,7 +337,7 @@ def header_problems(headers):
     values = {}
     for name, value in headers:
         values.setdefault(name.lower(), []).append(value.strip())
-    problems = [f"{name} sent {len(sent)} times" for name, sent in values.items() if len(sent) > 1]
+    problems = [f"{name} sent {len(values[name])} times" for name in SECURITY_HEADERS if len(values.get(name, ())) > 1]
 
     def one(name):
         return (values.get(name.lower()) or [None])[0]

@@ -342,6 +342,11 @@ def test_a_header_sent_twice_is_a_problem():
     assert found == "x-content-type-options sent 2 times"
 
 
+def test_a_list_valued_header_may_be_sent_twice():
+    """nginx's gzip_vary adds Vary: Accept-Encoding next to the backend's Vary: Origin."""
+    assert scan.header_problems([*GOOD_HEADERS, ("Vary", "Origin"), ("Vary", "Accept-Encoding")]) == []
+
+
 @pytest.fixture
 def origin():
     """A real HTTP origin on a free loopback port answering every GET with .headers."""
