@@ -11,6 +11,7 @@ lists in the image, its Python packages what the image's python finds installed 
 its npm packages the lock's runtime (non-development) packages, which Vite bundles.
 """
 
+import hashlib
 import json
 import shlex
 import uuid
@@ -32,6 +33,8 @@ PYTHON_PACKAGES = (
 )
 # cyclonedx-npm marks the packages that only development needs with this property.
 NPM_DEVELOPMENT = "cdx:npm:package:development"
+# {SBOM file name: digest of its inputs} of the SBOMs written, so unchanged ones are kept.
+INPUTS_FILE = "inputs.json"
 
 
 def output_dir(c):
@@ -107,8 +110,7 @@ def image_sbom(c, service, image, npm_sbom=None):
         components += pypi_components(json.loads(in_image(c, image, "python", "-c", PYTHON_PACKAGES)))
     elif carries == "npm":
         components += npm_runtime_components(npm_sbom or {})
-    image_id = c.run(f"docker image inspect --format '{{{{.Id}}}}' {shlex.quote(image)}", hide=True).stdout.strip()
-    subject = {"type": "container", "bom-ref": image, "name": image, "version": image_id}
+    subject = {"type": "container", "bom-ref": image, "name": image, "version": image_id(c, image)}
     return document(subject, components)
 
 
@@ -175,19 +177,68 @@ def write(path, sbom):
     return path
 
 
+def file_digest(*paths):
+    """sha256 of the files' contents, in order."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
+
+
+def lock_inputs():
+    """{SBOM file name: digest of what it is made from} for the lock SBOMs."""
+    return {
+        "lock-python-backend.cdx.json": file_digest(ROOT / "backend/uv.lock", ROOT / "backend/pyproject.toml"),
+        "lock-python-tooling.cdx.json": file_digest(ROOT / "requirements.txt"),
+        "lock-npm-frontend.cdx.json": file_digest(ROOT / "frontend/package-lock.json"),
+    }
+
+
+def image_id(c, image):
+    return c.run(f"docker image inspect --format '{{{{.Id}}}}' {shlex.quote(image)}", hide=True).stdout.strip()
+
+
+def image_input(c, service, image, npm_digest):
+    """What an image's SBOM is made from: the image's ID, and the npm lock if it bundles it."""
+    bundles_npm = (c.config.sbom.images or {}).get(service) == "npm"
+    return f"{image_id(c, image)} {npm_digest}" if bundles_npm else image_id(c, image)
+
+
+def stale(out, inputs):
+    """The SBOM file names whose inputs changed since they were written (or that are missing),
+    by the digests recorded in out/inputs.json."""
+    try:
+        recorded = json.loads((out / INPUTS_FILE).read_text())
+    except (OSError, ValueError):
+        recorded = {}
+    return {name for name, digest in inputs.items() if recorded.get(name) != digest or not (out / name).is_file()}
+
+
 def write_all(c, images):
-    """Write every SBOM for the built prod images ({service: image}); returns the paths."""
+    """Write the SBOMs of the locks and the built prod images ({service: image}) whose inputs
+    changed (a lock's digest, an image's ID); returns the paths of all of them. Writing them
+    takes about a minute (cyclonedx-npm runs in a container); an unchanged one is kept."""
     out = output_dir(c)
+    inputs = lock_inputs()
+    npm_digest = inputs["lock-npm-frontend.cdx.json"]
+    inputs |= {f"image-{s}.cdx.json": image_input(c, s, image, npm_digest) for s, image in images.items()}
+    todo = stale(out, inputs)
+    npm_needed = "lock-npm-frontend.cdx.json" in todo or any(
+        (c.config.sbom.images or {}).get(s) == "npm" and f"image-{s}.cdx.json" in todo for s in images
+    )
     with scratch_directory() as directory:
-        npm = npm_lock_sbom(c, directory)
-        written = [
-            write(out / "lock-python-backend.cdx.json", uv_lock_sbom(c, directory)),
-            write(out / "lock-python-tooling.cdx.json", requirements_sbom(c, ROOT / "requirements.txt", directory)),
-            write(out / "lock-npm-frontend.cdx.json", npm),
-        ]
+        if npm_needed:
+            npm = npm_lock_sbom(c, directory)
+            write(out / "lock-npm-frontend.cdx.json", npm)
+        if "lock-python-backend.cdx.json" in todo:
+            write(out / "lock-python-backend.cdx.json", uv_lock_sbom(c, directory))
+        if "lock-python-tooling.cdx.json" in todo:
+            write(out / "lock-python-tooling.cdx.json", requirements_sbom(c, ROOT / "requirements.txt", directory))
     for service, image in images.items():
-        written.append(write(out / f"image-{service}.cdx.json", image_sbom(c, service, image, npm)))
-    return written
+        if f"image-{service}.cdx.json" in todo:
+            write(out / f"image-{service}.cdx.json", image_sbom(c, service, image, npm if npm_needed else None))
+    write(out / INPUTS_FILE, inputs)
+    return [out / name for name in inputs]
 
 
 def summary(path):

@@ -94,3 +94,46 @@ def test_requirements_sbom_runs_cyclonedx_py_into_the_directory(tmp_path):
     assert c.run.call_args.args[0] == (
         f"cyclonedx-py requirements --of JSON --sv 1.6 -o {tmp_path}/requirements.txt.cdx.json /x/requirements.txt"
     )
+
+
+@pytest.fixture
+def makers(monkeypatch, tmp_path):
+    """write_all with every SBOM maker recorded instead of run, into tmp_path."""
+    made = []
+    monkeypatch.setattr(sbom, "output_dir", lambda c: tmp_path)
+    monkeypatch.setattr(sbom, "npm_lock_sbom", lambda c, d: made.append("npm") or NPM)
+    monkeypatch.setattr(sbom, "uv_lock_sbom", lambda c, d: made.append("uv") or {"components": []})
+    monkeypatch.setattr(sbom, "requirements_sbom", lambda c, r, d: made.append("tooling") or {"components": []})
+    monkeypatch.setattr(sbom, "image_sbom", lambda c, s, i, n: made.append(s) or {"components": []})
+    return made
+
+
+def write_all_with_ids(monkeypatch, ids):
+    monkeypatch.setattr(sbom, "image_id", lambda c, image: ids[image])
+    c = MockContext(config=project_config())
+    return sbom.write_all(c, {"backend": "b:tag", "frontend": "f:tag"})
+
+
+def test_write_all_writes_every_sbom_then_only_what_changed(monkeypatch, makers, tmp_path):
+    written = write_all_with_ids(monkeypatch, {"b:tag": "sha256:1", "f:tag": "sha256:2"})
+    assert sorted(makers) == ["backend", "frontend", "npm", "tooling", "uv"]
+    assert {path.name for path in written} == {
+        "lock-python-backend.cdx.json",
+        "lock-python-tooling.cdx.json",
+        "lock-npm-frontend.cdx.json",
+        "image-backend.cdx.json",
+        "image-frontend.cdx.json",
+    }
+    assert all(path.is_file() for path in written)
+
+    makers.clear()
+    write_all_with_ids(monkeypatch, {"b:tag": "sha256:1", "f:tag": "sha256:2"})
+    assert makers == []
+
+    write_all_with_ids(monkeypatch, {"b:tag": "sha256:3", "f:tag": "sha256:2"})
+    assert makers == ["backend"]
+
+    makers.clear()
+    (tmp_path / "image-frontend.cdx.json").unlink()
+    write_all_with_ids(monkeypatch, {"b:tag": "sha256:3", "f:tag": "sha256:2"})
+    assert makers == ["npm", "frontend"]  # the frontend's bundles the npm lock's packages
