@@ -121,6 +121,33 @@ def node_pins(c):
 DIGEST_MISMATCH = re.compile(r"sha256 mismatch for \S+: expected [0-9a-f]*, actual [0-9a-f]+")
 
 
+RECIPE_LABEL = "org.localbase.recipe"
+
+
+def recipe_digest(c, name):
+    """What a local base is built from: its bases/NAME/ files, the debian base's (it is built
+    on it), the rootfs recipe and the pinned versions. A local image labelled with another
+    digest predates a change of its recipe (say, the postgres entrypoint learning *_FILE)."""
+    digest = hashlib.sha256()
+    for directory in sorted({BASES_DIR / "debian", BASES_DIR / name}):
+        for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+            digest.update(f"{path.relative_to(BASES_DIR)}\0".encode() + path.read_bytes() + b"\0")
+    digest.update((BASES_DIR / "build-rootfs.sh").read_bytes())
+    digest.update(repr(sorted(node_pins(c).items())).encode())
+    return digest.hexdigest()[:16]
+
+
+def recipe_variable(name):
+    """The bases/compose.yaml variable that carries a base's recipe digest into its label."""
+    return f"{name.upper()}_RECIPE"
+
+
+def out_of_date(c, name, image_inspect):
+    """True when a local base image was built from another recipe than bases/ holds now."""
+    labels = ((image_inspect or {}).get("Config") or {}).get("Labels") or {}
+    return labels.get(RECIPE_LABEL) != recipe_digest(c, name)
+
+
 def digest_mismatch(output):
     """The one line in which a base build refused a download, without BuildKit's prefix."""
     found = DIGEST_MISMATCH.search(output)
@@ -133,6 +160,7 @@ def build(c, selected):
     bases = c.config.bases
     env = {f"{name.upper()}_LOCAL_IMAGE": bases.images[name]["local"] for name in selected}
     env.update(ROOTFS_IMAGE=bases.rootfs_image, DEBIAN_IMAGE=bases.debian_image, **node_pins(c))
+    env.update({recipe_variable(name): recipe_digest(c, name) for name in ["debian", *selected]})
     target = Target(name="bases", project=bases.project_name, files=(ROOT / bases.compose_file,))
     for services in (["debian"], selected):
         result = docker_compose(
@@ -187,12 +215,18 @@ def ensure_for_stack(c, env_path):
     variable at it. Returns {variable: local image} for the overrides it wrote.
     """
     images = c.config.bases.images
-    to_build = []
+    to_build, outdated = [], []
     for name, (_variable, image) in configured_images(c, env_path).items():
-        if inspect_image(c, image):
-            continue
-        if image == images[name]["local"] or not try_pull(c, image):
+        found = inspect_image(c, image)
+        local = image == images[name]["local"]
+        if found and local and out_of_date(c, name, found):
+            outdated.append(name)
+        elif not found and (local or not try_pull(c, image)):
             to_build.append(name)
+    if outdated:
+        stale = ", ".join(images[name]["local"] for name in outdated)
+        print(f"setup: rebuilding {stale}: their recipes in bases/ changed since they were built")
+        provide(c, outdated)
     if not to_build:
         return {}
     print(

@@ -90,6 +90,43 @@ def test_setup_builds_only_what_cannot_be_pulled(monkeypatch, tmp_path):
     assert "PYTHON_IMAGE=localbase/python:3.13-slim" in env.read_text()
 
 
+def labelled(c, name, digest=None):
+    """An image inspect result whose recipe label is digest (default: the current recipe)."""
+    return {"Config": {"Labels": {bases.RECIPE_LABEL: digest or bases.recipe_digest(c, name)}}}
+
+
+def test_recipe_digest_changes_with_a_file_of_the_base_or_of_debian(monkeypatch, tmp_path):
+    c = MockContext(config=project_config())
+    for name in ("debian", "postgres", "nginx"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "Dockerfile").write_text(f"FROM {name}\n")
+    (tmp_path / "build-rootfs.sh").write_text("debootstrap\n")
+    monkeypatch.setattr(bases, "BASES_DIR", tmp_path)
+    before = {name: bases.recipe_digest(c, name) for name in ("postgres", "nginx")}
+    (tmp_path / "postgres" / "docker-entrypoint.sh").write_text("exec postgres\n")
+    assert bases.recipe_digest(c, "postgres") != before["postgres"]
+    assert bases.recipe_digest(c, "nginx") == before["nginx"]
+    (tmp_path / "debian" / "Dockerfile").write_text("FROM scratch\n")
+    assert bases.recipe_digest(c, "nginx") != before["nginx"]
+
+
+def test_setup_rebuilds_a_local_base_that_predates_its_recipe(monkeypatch, tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("POSTGRES_IMAGE=localbase/postgres:17\nNGINX_IMAGE=localbase/nginx-unprivileged:1.26\n")
+    c = MockContext(config=project_config())
+    found = {
+        "localbase/postgres:17": labelled(c, "postgres", "0" * 16),
+        "localbase/nginx-unprivileged:1.26": labelled(c, "nginx"),
+        "python:3.13-slim": {"Id": "official"},
+        "node:22-slim": {"Id": "official"},
+    }
+    rebuilt = []
+    monkeypatch.setattr(bases, "inspect_image", lambda c, image: found.get(image))
+    monkeypatch.setattr(bases, "provide", lambda c, names: rebuilt.extend(names))
+    assert bases.ensure_for_stack(c, env) == {}
+    assert rebuilt == ["postgres"]
+
+
 def test_node_pins_pass_each_version_with_its_digest():
     pins = bases.node_pins(MockContext(config=project_config()))
     assert set(pins) == {

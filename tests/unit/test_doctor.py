@@ -41,3 +41,15 @@ def test_missing_and_empty_keys(tmp_path):
 def test_finding_line_format():
     assert doctor.Finding("port", False, "port 1 busy").line().startswith("FAIL  port")
     assert doctor.Finding("env", True, ".env complete").line().startswith("ok    env")
+
+
+def test_a_local_base_built_from_an_older_recipe_is_flagged_with_the_fix(monkeypatch):
+    c = MockContext(config=project_config())
+    configured = {"postgres": ("POSTGRES_IMAGE", "localbase/postgres:17"), "python": ("PYTHON_IMAGE", "python:3.13")}
+    monkeypatch.setattr(doctor.bases, "configured_images", lambda c, path: configured)
+    old = {"Config": {"Labels": {doctor.bases.RECIPE_LABEL: "0" * 16}}}
+    monkeypatch.setattr(doctor, "inspect_image", lambda c, image: old)
+    stale, official = doctor.check_base_images(c)
+    assert not stale.ok and "localbase/postgres:17 predates bases/postgres/" in stale.message
+    assert "`inv bases --base postgres`" in stale.message
+    assert official.ok
