@@ -127,7 +127,7 @@ def ensure_tools(c, paths, say=print):
         return venv
     say(f"k8s: installing {shown(requirements)} into {shown(venv)} (first use; about a minute)")
     shutil.rmtree(venv, ignore_errors=True)
-    venv.parent.mkdir(parents=True, exist_ok=True)
+    venv.mkdir(parents=True)
     log = venv.parent / "k8s-tools-pip.log"
     made = c.run(shlex.join([sys.executable, "-m", "venv", "--without-pip", str(venv)]), hide=True, warn=True)
     installed = made.ok and c.run(
