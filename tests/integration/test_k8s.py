@@ -1,0 +1,121 @@
+"""`inv k8s` with the real tools (kubectl's kustomize, kubernetes-validate, checkov; installed on
+first use): the manifests render and validate clean, and a manifest broken for the schemas or
+for a policy is caught, each by its validator. `inv images --save` writes tarballs `docker
+load` takes, and refuses what it cannot do in one line."""
+
+import json
+import shutil
+import subprocess
+import tarfile
+import uuid
+
+import pytest
+import yaml
+
+from tests.helpers import ROOT, assert_one_line_failure, inv
+
+TAG = "abc1234"
+REGISTRY = "registry.example:5000/team"
+
+
+def k8s(tmp_path, manifests=None):
+    env = {"INVOKE_K8S_MANIFESTS": str(manifests)} if manifests else {}
+    return inv("k8s", "--tag", TAG, "--registry", REGISTRY, "--output", str(tmp_path / "out"), env=env)
+
+
+def rendered(tmp_path):
+    return [doc for doc in yaml.safe_load_all((tmp_path / "out" / "todostack.yaml").read_text()) if doc]
+
+
+def broken_copy(tmp_path, file, old, new):
+    """deploy/k8s copied, with one change in one file."""
+    copy = tmp_path / "k8s"
+    shutil.copytree(ROOT / "deploy" / "k8s", copy)
+    text = (copy / file).read_text()
+    assert old in text
+    (copy / file).write_text(text.replace(old, new, 1))
+    return copy
+
+
+def test_the_manifests_render_for_the_tag_and_validate_clean(tmp_path):
+    result = k8s(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("ok    schemas (Kubernetes 1.") for line in lines), result.stdout
+    assert any(line.startswith("ok    policies (checkov ") for line in lines), result.stdout
+    objects = rendered(tmp_path)
+    images = {
+        c["image"]
+        for o in objects
+        if "template" in o.get("spec", {})
+        for c in o["spec"]["template"]["spec"]["containers"]
+    }
+    assert {f"{REGISTRY}/todostack/backend:{TAG}", f"{REGISTRY}/todostack/frontend:{TAG}"} <= images
+    assert {o["metadata"]["name"] for o in objects if o["kind"] == "Job"} == {f"migrate-{TAG}"}
+    assert {o["metadata"].get("namespace") for o in objects if o["kind"] != "Namespace"} == {"todostack"}
+
+
+def test_an_unknown_field_is_caught_by_the_schema_validation(tmp_path):
+    manifests = broken_copy(tmp_path, "backend.yaml", "  replicas: 2\n", "  replicas: 2\n  replica: 2\n")
+    result = k8s(tmp_path, manifests)
+    assert_one_line_failure(result, "k8s: schemas (Kubernetes")
+    assert "FAIL  schemas" in result.stdout and "deployment/backend" in result.stdout
+    assert "ok    policies" in result.stdout
+
+
+def test_a_writable_root_filesystem_is_caught_by_the_policy_check(tmp_path):
+    manifests = broken_copy(tmp_path, "frontend.yaml", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false")
+    result = k8s(tmp_path, manifests)
+    assert_one_line_failure(result, "k8s: policies (checkov")
+    assert "CKV_K8S_22 Deployment.todostack.frontend" in result.stdout
+    assert "ok    schemas" in result.stdout
+
+
+def test_latest_is_refused_in_one_line(tmp_path):
+    result = inv("k8s", "--tag", "latest", "--output", str(tmp_path / "out"))
+    assert_one_line_failure(result, "'latest' names no particular build")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def tagged_images():
+    """The prod stack's two image names at a tag of their own, given to a small local image (the
+    test is about saving, not about what is inside); the tags are removed afterwards."""
+    tag = f"k8s-test-{uuid.uuid4().hex[:8]}"
+    names = [f"todostack/backend:{tag}", f"todostack/frontend:{tag}"]
+    source = "localbase/debian:trixie-slim"
+    for name in names:
+        assert docker("tag", source, name)
+    yield tag, names
+    for name in names:
+        docker("rmi", name)
+
+
+def docker(*args):
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120).returncode == 0
+
+
+def test_images_are_saved_one_tarball_each_with_their_names(tmp_path, tagged_images):
+    tag, names = tagged_images
+    result = inv("images", "--save", str(tmp_path / "images"), env={"IMAGE_TAG": tag})
+    assert result.returncode == 0, result.stdout + result.stderr
+    files = sorted((tmp_path / "images").iterdir())
+    assert [f.name for f in files] == [f"todostack-backend-{tag}.tar", f"todostack-frontend-{tag}.tar"]
+    for name, archive in zip(names, files, strict=True):
+        assert any(line.startswith(f"images: {archive} ") and " MB " in line for line in result.stdout.splitlines())
+        with tarfile.open(archive) as tar:
+            (manifest,) = json.load(tar.extractfile("manifest.json"))
+        assert manifest["RepoTags"] == [name]
+
+
+def test_an_image_not_built_is_one_line_and_writes_nothing(tmp_path):
+    result = inv("images", "--save", str(tmp_path / "images"), env={"IMAGE_TAG": f"k8s-none-{uuid.uuid4().hex[:8]}"})
+    assert_one_line_failure(result, "not built: build them first: inv build --prod")
+    assert not (tmp_path / "images").exists()
+
+
+def test_a_directory_that_cannot_be_written_is_one_line(tmp_path, tagged_images):
+    tag, _ = tagged_images
+    (tmp_path / "file").write_text("")
+    result = inv("images", "--save", str(tmp_path / "file" / "images"), env={"IMAGE_TAG": tag})
+    assert_one_line_failure(result, "cannot write to")
