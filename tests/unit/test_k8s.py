@@ -255,27 +255,19 @@ def test_long_running_containers_have_both_probes():
             assert "readinessProbe" in container and "livenessProbe" in container, container["name"]
 
 
-def compose_service(workload):
-    name = workload["metadata"]["name"]
-    return COMPOSE.get(name)
-
-
 def test_memory_limits_are_the_compose_files():
     units = {"m": "Mi", "g": "Gi"}
-    checked = []
-    for workload in (o for o in objects() if o["kind"] in WORKLOADS):
-        service = compose_service(workload)
-        if service and "mem_limit" in service:
-            limit = service["mem_limit"]
-            (main,) = containers(workload, init=False)
-            assert main["resources"]["limits"]["memory"] == limit[:-1] + units[limit[-1]], workload["metadata"]["name"]
-            checked.append(workload["metadata"]["name"])
-    assert sorted(checked) == ["backend", "frontend", "migrate", "postgres"]
+    workloads = {o["metadata"]["name"]: o for o in objects() if o["kind"] in WORKLOADS}
+    limited = {name: spec["mem_limit"] for name, spec in COMPOSE.items() if "mem_limit" in spec}
+    assert {"backend", "frontend", "migrate", "postgres"} <= set(limited) <= set(workloads)
+    for name, limit in limited.items():
+        (main,) = containers(workloads[name], init=False)
+        assert main["resources"]["limits"]["memory"] == limit[:-1] + units[limit[-1]], name
 
 
 def test_what_compose_mounts_as_tmpfs_is_an_emptydir_of_the_same_path():
     for workload in (o for o in objects() if o["kind"] in WORKLOADS):
-        service = compose_service(workload) or {}
+        service = COMPOSE.get(workload["metadata"]["name"], {})
         empty_dirs = {v["name"] for v in pod(workload).get("volumes", []) if "emptyDir" in v}
         for container in containers(workload):
             mounted = {m["mountPath"] for m in container.get("volumeMounts", []) if m["name"] in empty_dirs}
