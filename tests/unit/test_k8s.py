@@ -337,3 +337,13 @@ def test_the_backend_runs_two_replicas_after_the_migrations():
 def test_every_replicated_workload_has_a_disruption_budget():
     budgets = {b["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] for b in find("PodDisruptionBudget")}
     assert {"backend", "frontend", "postgres"} <= budgets
+
+
+def test_the_frontend_names_the_backend_by_its_absolute_name():
+    """Its entrypoint resolves BACKEND_URL's host with a trailing dot: a short name would not
+    get the namespace's search domain, and would never resolve."""
+    (frontend,) = containers(find("Deployment", "frontend")[0])
+    (url,) = [e["value"] for e in frontend["env"] if e["name"] == "BACKEND_URL"]
+    namespace = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())["namespace"]
+    assert url == f"http://backend.{namespace}.svc.cluster.local:8000"
+    assert 'getent ahostsv4 "$BACKEND_HOST."' in (ROOT / "frontend/docker/entrypoint.sh").read_text()
