@@ -1,9 +1,11 @@
 """`inv k8s` with the real tools (kubectl's kustomize, kubernetes-validate, checkov; installed on
 first use): the manifests render and validate clean, and a manifest broken for the schemas or
-for a policy is caught, each by its validator. `inv images --save` writes tarballs `docker
-load` takes, and refuses what it cannot do in one line."""
+for a policy is caught, each by its validator. The backend pods' migration gate, run in the
+prod stack's backend as the app's role. `inv images --save` writes tarballs `docker load`
+takes, and refuses what it cannot do in one line."""
 
 import json
+import re
 import shutil
 import subprocess
 import tarfile
@@ -75,6 +77,22 @@ def test_latest_is_refused_in_one_line(tmp_path):
     result = inv("k8s", "--tag", "latest", "--output", str(tmp_path / "out"))
     assert_one_line_failure(result, "'latest' names no particular build")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_backends_migration_gate_passes_at_the_head_only(prod_stack):
+    """backend.yaml's init container repeats a check until it passes: here it runs once, in the
+    prod stack's backend (the same image, as the app's role), against the migrated database
+    and against one without migrations (PostgreSQL's own `postgres` database)."""
+    documents = yaml.safe_load_all((ROOT / "deploy" / "k8s" / "backend.yaml").read_text())
+    (backend,) = [doc for doc in documents if doc["kind"] == "Deployment"]
+    (gate,) = backend["spec"]["template"]["spec"]["initContainers"]
+    check = re.fullmatch(r"until (.+?) >/dev/null 2>&1; do .*; done", gate["command"][-1]).group(1)
+    container = prod_stack.container("backend", prod=True)
+    at_head = subprocess.run(["docker", "exec", container, "sh", "-c", check], capture_output=True, text=True)
+    assert at_head.returncode == 0, at_head.stdout + at_head.stderr
+    elsewhere = ["docker", "exec", "-e", "DB_NAME=postgres", container, "sh", "-c", check]
+    not_migrated = subprocess.run(elsewhere, capture_output=True, text=True)
+    assert not_migrated.returncode != 0, not_migrated.stdout + not_migrated.stderr
 
 
 @pytest.fixture
