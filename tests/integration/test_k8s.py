@@ -5,6 +5,7 @@ prod stack's backend as the app's role. `inv images --save` writes tarballs `doc
 takes, and refuses what it cannot do in one line."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -13,7 +14,9 @@ import uuid
 
 import pytest
 import yaml
+from dotenv import dotenv_values
 
+from stackctl.wait import wait_until
 from tests.helpers import ROOT, assert_one_line_failure, inv
 
 TAG = "abc1234"
@@ -93,6 +96,47 @@ def test_the_backends_migration_gate_passes_at_the_head_only(prod_stack):
     elsewhere = ["docker", "exec", "-e", "DB_NAME=postgres", container, "sh", "-c", check]
     not_migrated = subprocess.run(elsewhere, capture_output=True, text=True)
     assert not_migrated.returncode != 0, not_migrated.stdout + not_migrated.stderr
+
+
+def test_postgres_starts_as_its_statefulset_runs_it_on_a_claim_as_the_kubelet_makes_it(tmp_path):
+    """postgres.yaml's settings on our postgres image: its user, group and fsGroup; a claim
+    whose root belongs to root and the fsGroup (setgid, group-writable, as the kubelet leaves
+    it) with a fresh ext4's lost+found; PGDATA in a subdirectory; a read-only root with its
+    emptyDirs (tmpfs here); the password as a file only the group can read."""
+    documents = yaml.safe_load_all((ROOT / "deploy" / "k8s" / "postgres.yaml").read_text())
+    (statefulset,) = [doc for doc in documents if doc["kind"] == "StatefulSet"]
+    pod = statefulset["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    user, group, fs_group = (pod["securityContext"][key] for key in ("runAsUser", "runAsGroup", "fsGroup"))
+    env = {e["name"]: e.get("value", "app") for e in container["env"]}  # the config map's values: app
+    empty_dirs = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+    tmpfs = [m["mountPath"] for m in container["volumeMounts"] if m["name"] in empty_dirs]
+    claim = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "data")
+    image = dotenv_values(ROOT / ".env").get("POSTGRES_IMAGE") or "postgres:17"
+    secrets = tmp_path / "secrets"
+    secrets.mkdir(mode=0o755)
+    (secrets / "postgres_password").write_text("k8s-test-password")
+    os.chown(secrets / "postgres_password", 0, fs_group)
+    (secrets / "postgres_password").chmod(0o440)
+    name = f"k8s-test-postgres-{uuid.uuid4().hex[:8]}"
+    try:
+        assert docker("volume", "create", name)
+        layout = f"mkdir /claim/lost+found && chown 0:{fs_group} /claim && chmod 2775 /claim"
+        assert docker("run", "--rm", "-v", f"{name}:/claim", "--entrypoint", "sh", image, "-c", layout)
+        options = ["--user", f"{user}:{group}", "--group-add", str(fs_group), "--read-only", "--cap-drop", "ALL"]
+        options += ["--security-opt", "no-new-privileges", "-v", f"{name}:{claim}", "-v", f"{secrets}:/run/secrets:ro"]
+        options += [arg for path in tmpfs for arg in ("--tmpfs", path)]
+        options += [arg for variable, value in env.items() for arg in ("-e", f"{variable}={value}")]
+        assert docker("run", "-d", "--name", name, *options, image)
+        probe = container["readinessProbe"]["exec"]["command"]
+        ready = wait_until(lambda: docker("exec", name, *probe), timeout=60, interval=0.5)
+        logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True)
+        assert ready is not None, (logs.stdout + logs.stderr)[-2000:]
+        query = ["sh", "-c", 'PGPASSWORD=k8s-test-password psql -h 127.0.0.1 -U app -d app -tAc "SELECT 1"']
+        assert docker("exec", name, *query)
+    finally:
+        docker("rm", "-f", name)
+        docker("volume", "rm", name)
 
 
 @pytest.fixture
