@@ -19,6 +19,7 @@ from stackctl import (
     budgets,
     doctor,
     images,
+    k8s,
     lint,
     provision,
     sbom,
@@ -295,6 +296,31 @@ def build(c, prod=False, no_cache=False, service=None):
     if breaches:
         raise Problem(f"build: budget breached by {', '.join(breaches)}; see {report}")
     print(f"build: every image within budget; report in {report}")
+
+
+@task(
+    name="images",
+    help={"save": "Directory to write the production images to, one tarball each (created when missing)"},
+)
+def images_(c, save):
+    """Export the production images as tarballs, for `minikube image load` or `kind load image-archive`."""
+    target = _ready(c, prod=True)
+    for image, path in images.save(c, target, save):
+        print(f"images: {path} {path.stat().st_size / 1e6:.1f} MB ({image})")
+    print("images: load each into the cluster: minikube image load FILE, or kind load image-archive FILE")
+
+
+@task(
+    name="k8s",
+    help={
+        "tag": "Image tag the manifests deploy (an immutable one, e.g. the git commit; not latest)",
+        "registry": "Registry prefix for our images, e.g. registry.example.com:5000/team (default: none)",
+        "output": "Directory for the rendered todostack.yaml (default: k8s.output, dist/k8s)",
+    },
+)
+def k8s_(c, tag, registry="", output=None):
+    """Render deploy/k8s for an image tag and validate it offline: Kubernetes schemas, then checkov's policies."""
+    k8s.run(c, tag, registry=registry, output=output)
 
 
 @task(help={"prod": "Production images (default: development images)"})

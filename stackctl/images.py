@@ -1,12 +1,17 @@
-"""The stack's images: which image each service builds, building them one by one, sizes."""
+"""The stack's images: which image each service builds, building them one by one, sizes, and
+exporting them as tarballs (for a cluster without a registry: minikube, kind)."""
 
 import json
+import os
+import re
+import shlex
 import time
+from pathlib import Path
 
 from . import Problem
 from .budgets import ImageMeasure
 from .compose import docker_compose
-from .engine import image_size_mb
+from .engine import image_size_mb, inspect_image
 from .stack import effective_env
 
 
@@ -64,3 +69,43 @@ def measure(c, service, image, build_s=None):
         budget_total_mb=budgets.get("total_mb"),
         budget_over_base_mb=budgets.get("over_base_mb"),
     )
+
+
+def archive_name(image):
+    """todostack/backend:abc123 -> todostack-backend-abc123.tar"""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", image) + ".tar"
+
+
+def writable_directory(directory):
+    """The directory, created when missing, or Problem when it cannot be written to."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as error:
+        raise Problem(f"cannot write to {directory} ({error.strerror}): choose another directory") from None
+    return directory
+
+
+def save(c, target, directory):
+    """`docker save` each image the target builds into directory, one tarball each; returns
+    [(image, path)]. Problem, before anything is written, when one is not built."""
+    images = list(built_images(c, target).values())
+    missing = [image for image in images if inspect_image(c, image) is None]
+    if missing:
+        build = "inv build --prod" if target.name == "prod" else "inv build"
+        raise Problem(f"{', '.join(missing)} not built: build them first: {build}")
+    directory = writable_directory(directory)
+    saved = []
+    for image in images:
+        path = directory / archive_name(image)
+        partial = path.with_name(path.name + ".partial")
+        result = c.run(f"docker save --output {shlex.quote(str(partial))} {shlex.quote(image)}", hide=True, warn=True)
+        if not result.ok:
+            partial.unlink(missing_ok=True)
+            reason = (result.stderr.strip().splitlines() or [f"exit status {result.exited}"])[-1]
+            raise Problem(f"docker save {image} failed: {reason}")
+        partial.replace(path)
+        saved.append((image, path))
+    return saved

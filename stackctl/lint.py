@@ -27,6 +27,8 @@ YAML_FILES = [
     ".yamllint.yaml",
     ".hadolint.yaml",
     ".github/workflows/ci.yml",
+    # The Kubernetes manifests and inv k8s's skip list.
+    *sorted(str(path.relative_to(ROOT)) for path in (ROOT / "deploy" / "k8s").glob("*.yaml")),
 ]
 # A POSIX shell or bash script without the .sh suffix (inv, .ci/run) says so on its first line.
 SHELL_SHEBANG = re.compile(rb"#!\s*(?:/usr)?/bin/(?:env\s+)?(?:sh|bash|dash)\b")

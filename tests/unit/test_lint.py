@@ -67,6 +67,11 @@ def test_every_dockerfile_is_checked():
     assert {"backend/Dockerfile", "frontend/Dockerfile"} <= set(lint.dockerfiles())
 
 
+def test_every_kubernetes_manifest_is_checked_by_yamllint():
+    manifests = {str(path.relative_to(ROOT)) for path in (ROOT / "deploy" / "k8s").glob("*.yaml")}
+    assert {"deploy/k8s/kustomization.yaml", "deploy/k8s/backend.yaml"} <= manifests <= set(lint.YAML_FILES)
+
+
 @pytest.mark.parametrize(
     ("linter", "expected"),
     [
