@@ -120,14 +120,18 @@ def probe_ready(client, timeout=REQUEST_TIMEOUT):
 def wait_ready(client, timeout, hint="is the stack up?", probe=probe_ready, interval=READY_INTERVAL):
     """Probe until the stack is ready, for at most `timeout` seconds (each probe's own timeout
     ends at the deadline). Returns the seconds it took; raises a Problem saying why when the
-    stack never got ready."""
+    stack never got ready: the last answer of a probe that had its full time (one cut short by
+    the deadline says only that it was cut short, on a busy machine)."""
     start = time.monotonic()
     last = ["no answer"]
 
     def ready():
         remaining = timeout - (time.monotonic() - start)
-        last[0] = probe(client, timeout=min(client.timeout, max(0.1, remaining)))
-        return last[0] is None
+        probe_timeout = min(client.timeout, max(0.1, remaining))
+        answer = probe(client, timeout=probe_timeout)
+        if answer is None or probe_timeout == client.timeout or last[0] == "no answer":
+            last[0] = answer
+        return answer is None
 
     waited = wait_until(ready, timeout, interval=interval)
     if waited is None:

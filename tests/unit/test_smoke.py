@@ -211,6 +211,15 @@ def test_wait_ready_gives_up_at_the_deadline_saying_why():
     assert all(0.1 <= timeout <= 0.5 for timeout in timeouts), "each probe's timeout ends at the deadline"
 
 
+def test_wait_ready_names_the_last_full_answer_not_a_probe_cut_short_by_the_deadline():
+    def probe(client, timeout):
+        return "/health answered 502" if timeout == client.timeout else f"no answer within {timeout:g} s"
+
+    with pytest.raises(Problem) as raised:
+        smoke.wait_ready(smoke.Client("http://127.0.0.1:1", timeout=0.2), timeout=0.5, probe=probe, interval=0.05)
+    assert "(last answer: /health answered 502)" in str(raised.value)
+
+
 def test_wait_ready_on_a_closed_port_names_the_reason():
     with pytest.raises(Problem, match=r"not ready after 0\.\d s \(last answer: connection refused\)"):
         smoke.wait_ready(smoke.Client(closed_url()), timeout=0.3, interval=0.1)
