@@ -20,6 +20,7 @@ from stackctl import (
     doctor,
     images,
     lint,
+    migrations,
     provision,
     sbom,
     scan,
@@ -228,13 +229,18 @@ def _alembic(c, target, arguments, user=None):
     }
 )
 def migrate(c, revision="head", prod=False):
-    """Apply database migrations (alembic upgrade)."""
+    """Apply database migrations (alembic upgrade); refuses a database at a revision the code does not know."""
     target = _ready(c, prod)
     # A stack with a one-shot migrate service (prod) migrates in it; the dev stack in its backend.
-    if "migrate" in stack.service_names(c, target):
-        _finish(docker_compose(c, target, f"run --rm migrate alembic upgrade {shlex.quote(revision)}", warn=True))
-    else:
-        _alembic(c, target, f"upgrade {shlex.quote(revision)}")
+    one_shot = "migrate" in stack.service_names(c, target)
+    if one_shot:
+        stack.up(c, target, ["postgres"])
+    elif not stack.running(c, target, "backend"):
+        raise Problem("the backend is not running: start the stack with `inv up`, then retry")
+    migrations.check_database(c, target)
+    _finish(
+        docker_compose(c, target, migrations.upgrade_command(c, target, revision, in_running_backend=True), warn=True)
+    )
 
 
 @task(
