@@ -2,6 +2,7 @@
 
 import json
 import time
+from pathlib import Path
 
 from . import Problem
 from .budgets import ImageMeasure
@@ -28,6 +29,11 @@ def stack_images(c, target, built_only=False):
         if ("build" in spec or not built_only) and image not in images.values():
             images[name] = image
     return images
+
+
+def build_contexts(c, target):
+    """The directories the target's images are built from (Compose makes them absolute)."""
+    return sorted({Path(spec["build"]["context"]) for _, spec in _services(c, target) if "build" in spec})
 
 
 def built_images(c, target):
