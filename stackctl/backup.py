@@ -196,21 +196,20 @@ def _swap(c, target, incoming, current, outgoing):
     query(
         c,
         target,
-        f"""
-        ALTER DATABASE "{current}" WITH ALLOW_CONNECTIONS false;
-        SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{current}';
-        DO $$ BEGIN
-          FOR i IN 1..100 LOOP
-            EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = '{current}');
-            PERFORM pg_sleep(0.05);
-          END LOOP;
-        END $$;
-        BEGIN;
-        ALTER DATABASE "{current}" RENAME TO "{outgoing}";
-        ALTER DATABASE "{incoming}" RENAME TO "{current}";
-        ALTER DATABASE "{current}" WITH ALLOW_CONNECTIONS true;
-        COMMIT;
-        """,
+        [
+            f'ALTER DATABASE "{current}" WITH ALLOW_CONNECTIONS false',
+            f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{current}'",
+            f"""DO $$ BEGIN
+              FOR i IN 1..100 LOOP
+                EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = '{current}');
+                PERFORM pg_sleep(0.05);
+              END LOOP;
+            END $$""",
+            # One -c, so one transaction: both names change, or neither.
+            f'ALTER DATABASE "{current}" RENAME TO "{outgoing}"; '
+            f'ALTER DATABASE "{incoming}" RENAME TO "{current}"; '
+            f'ALTER DATABASE "{current}" WITH ALLOW_CONNECTIONS true',
+        ],
         MAINTENANCE_DATABASE,
     )
 

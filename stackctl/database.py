@@ -2,7 +2,6 @@
 (POSTGRES_USER) over the container's unix socket, for the backup, the restore and the
 migration gate. What a database holds (its Alembic revision and row counts) in one query."""
 
-import io
 import json
 import shlex
 
@@ -11,7 +10,9 @@ from .compose import docker_compose
 from .stack import running
 
 # The container's own variables name the owner and the app's database: the same in both stacks.
-PSQL = 'exec psql -X -q -v ON_ERROR_STOP=1 -tA -U "$POSTGRES_USER" -d "{database}"'
+# The statements follow as arguments, one -c each: psql runs each in its own transaction (one
+# holding several runs them in one), on one connection. Not on stdin: Invoke never closes it.
+PSQL = 'exec psql -X -q -v ON_ERROR_STOP=1 -tA -U "$POSTGRES_USER" -d "{database}" "$@"'
 APP_DATABASE = "$POSTGRES_DB"
 # The server's maintenance database: where databases are created, renamed and dropped.
 MAINTENANCE_DATABASE = "postgres"
@@ -39,11 +40,13 @@ def require_postgres(c, target, task):
         raise Problem(f"{task}: postgres of '{target.project}' is not running: start the stack with `inv up{flag}`")
 
 
-def query(c, target, sql, database=APP_DATABASE):
-    """Run SQL (given on stdin: no quoting) in a database of the target; psql's unaligned output.
-    A failure is a Problem with psql's last line."""
-    command = f"exec -T postgres sh -c {shlex.quote(PSQL.format(database=database))}"
-    result = docker_compose(c, target, command, in_stream=io.StringIO(sql), hide=True, warn=True)
+def query(c, target, statements, database=APP_DATABASE):
+    """Run SQL in a database of the target: a statement, or a list run in order, each in its own
+    transaction. psql's unaligned output; a failure is a Problem with psql's last line."""
+    statements = [statements] if isinstance(statements, str) else statements
+    arguments = " ".join(f"-c {shlex.quote(statement)}" for statement in statements)
+    command = f"exec -T postgres sh -c {shlex.quote(PSQL.format(database=database))} sh {arguments}"
+    result = docker_compose(c, target, command, hide=True, warn=True)
     if not result.ok:
         lines = (result.stderr or result.stdout).strip().splitlines()
         raise Problem(f"psql in {target.project}'s postgres failed: {lines[-1] if lines else f'exit {result.exited}'}")
