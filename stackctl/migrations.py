@@ -118,16 +118,16 @@ def scratch_server(c, name):
         c.run(f"docker rm --force --volumes {name}", hide=True, warn=True)
 
 
-def alembic_check(c, target):
-    """`alembic upgrade head && alembic check` on a throwaway database; the Result. Builds the
-    dev backend image first when it is missing."""
+def alembic_check(c, target, backend=ROOT / "backend"):
+    """`alembic upgrade head && alembic check` on a throwaway database, for the backend source
+    in `backend`; the Result. Builds the dev backend image first when it is missing."""
     image = built_images(c, target)["backend"]
     if not inspect_image(c, image):
         docker_compose(c, target, "build backend", hide=True, warn=True)
     name = f"{target.project}-alembic-check-{secrets.token_hex(3)}"
     with scratch_server(c, name) as url:
         return c.run(
-            f"docker run --rm --network container:{name} -v {shlex.quote(str(ROOT / 'backend'))}:/app:ro "
+            f"docker run --rm --network container:{name} -v {shlex.quote(str(backend))}:/app:ro "
             f"-e DATABASE_URL={url} -e PYTHONDONTWRITEBYTECODE=1 {shlex.quote(image)} "
             f"sh -c {shlex.quote(ALEMBIC_CHECK)}",
             hide=True,
