@@ -14,13 +14,16 @@ from stackctl import (
     ROOT,
     Problem,
     audit,
+    backup,
     bases,
     bench,
     budgets,
+    database,
     doctor,
     images,
     k8s,
     lint,
+    migrations,
     provision,
     sbom,
     scan,
@@ -229,13 +232,54 @@ def _alembic(c, target, arguments, user=None):
     }
 )
 def migrate(c, revision="head", prod=False):
-    """Apply database migrations (alembic upgrade)."""
+    """Apply database migrations (alembic upgrade); refuses a database at a revision the code does not know."""
     target = _ready(c, prod)
     # A stack with a one-shot migrate service (prod) migrates in it; the dev stack in its backend.
-    if "migrate" in stack.service_names(c, target):
-        _finish(docker_compose(c, target, f"run --rm migrate alembic upgrade {shlex.quote(revision)}", warn=True))
-    else:
-        _alembic(c, target, f"upgrade {shlex.quote(revision)}")
+    one_shot = "migrate" in stack.service_names(c, target)
+    if one_shot:
+        stack.up(c, target, ["postgres"])
+    elif not stack.running(c, target, "backend"):
+        raise Problem("the backend is not running: start the stack with `inv up`, then retry")
+    migrations.check_database(c, target)
+    _finish(
+        docker_compose(c, target, migrations.upgrade_command(c, target, revision, in_running_backend=True), warn=True)
+    )
+
+
+@task(
+    help={
+        "prod": PROD_HELP,
+        "output": "Write the dump to this path inside the project (default: backups/PROJECT-TIMESTAMP.dump)",
+    }
+)
+def db_backup(c, prod=False, output=None):
+    """Dump the stack's database (pg_dump) into backups/; checked by restoring it into a scratch database."""
+    target = _ready(c, prod)
+    path, found = backup.backup(c, target, output)
+    size = path.stat().st_size / 1e6
+    print(f"db-backup: {backup.shown(path)} ({size:.2f} MB), restores cleanly: {database.describe(found)}")
+
+
+@task(
+    help={
+        "file": "The dump to restore: a file `inv db-backup` wrote",
+        "yes": "Do not ask for confirmation (required without a terminal)",
+        "prod": PROD_HELP,
+    }
+)
+def db_restore(c, file, yes=False, prod=False):
+    """Replace the stack's database with a dump once it restored into a scratch one; the backend stops meanwhile."""
+    target = _ready(c, prod)
+
+    def ask():
+        confirm(
+            yes,
+            f"Replace the database of '{target.project}' with {file}? Its current data is lost.",
+            f"restore replaces the database of '{target.project}' with {file}",
+        )
+
+    found, now = backup.restore(c, target, file, ask)
+    print(f"db-restore: {file} restored into '{target.project}' and verified: {database.describe(now)}")
 
 
 @task(

@@ -11,6 +11,9 @@ Invoke context, so tests drive them with a MockContext; a task chooses its stack
     envfile     reading and writing .env files (atomically, the previous one kept)
     secrets     .env's secrets, never replaced while a database volume uses them
     confirm     asking before a task destroys data
+    database    psql in a stack's postgres: a database's revision and row counts
+    migrations  the code's Alembic revisions, the gate on unknown ones, `alembic check`
+    backup      `inv db-backup` / `inv db-restore`: pg_dump archives, checked in a scratch database
     bases       local base images from Debian packages, when no registry answers
     images      the images a target builds, building them one by one, measuring them
     budgets     judging figures against budgets, their tables and JSON reports

@@ -2,6 +2,7 @@
 Compose project, files, directory and env file a command acts on, and what it publishes."""
 
 import shlex
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,3 +58,9 @@ def stack_target(c, prod=False):
 def docker_compose(c, target, command, **run_kwargs):
     """Run `docker compose <command>` for a target; extra kwargs go to `c.run`."""
     return c.run(f"{shlex.join(target.args())} {command}", **run_kwargs)
+
+
+def compose_process(target, command, **popen_kwargs):
+    """`docker compose <command>` for a target as a subprocess.Popen: for byte streams (a
+    database dump) that `c.run`, which decodes text, cannot carry."""
+    return subprocess.Popen([*target.args(), *shlex.split(command)], **popen_kwargs)

@@ -35,6 +35,11 @@ def stack_images(c, target, built_only=False):
     return images
 
 
+def build_contexts(c, target):
+    """The directories the target's images are built from (Compose makes them absolute)."""
+    return sorted({Path(spec["build"]["context"]) for _, spec in _services(c, target) if "build" in spec})
+
+
 def built_images(c, target):
     """{service: image} for the services the compose file builds, one service per image."""
     return stack_images(c, target, built_only=True)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import ROOT
+from . import ROOT, migrations
 from .compose import docker_compose, stack_target
 
 SKIP_DIRS = {".git", ".cache", "node_modules", ".venv", "dist"}
@@ -188,6 +188,13 @@ def eslint(c, options):
     return Outcome(result.ok, _text(result))
 
 
+def alembic_check(c, options):
+    """`alembic check`: the models and the migrations agree (a model change without its
+    migration fails), on a throwaway PostgreSQL migrated to head (stackctl/migrations.py)."""
+    result = migrations.alembic_check(c, stack_target(c))
+    return Outcome(result.ok, _text(result))
+
+
 LINTERS = [
     ("hadolint", hadolint),
     ("shellcheck", shellcheck),
@@ -196,6 +203,7 @@ LINTERS = [
     ("yamllint", yamllint),
     ("compose config (dev)", compose_config(prod=False)),
     ("compose config (prod)", compose_config(prod=True)),
+    ("alembic check", alembic_check),
     ("api types", api_types),
     ("eslint", eslint),
 ]

@@ -24,6 +24,7 @@ from app.core.middleware import (
     RequestLogMiddleware,
     RequestTimeoutMiddleware,
 )
+from app.core.migrations import code_revisions
 from app.schemas import AppInfo
 
 log = logging.getLogger("app")
@@ -75,6 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             db.database,
         )
         app.state.pool = await create_pool(settings)
+        # The code's migration head, read once here rather than by the first /health.
+        code_revisions()
         # What import and start-up made lives as long as the process: moved out of the
         # garbage collector's sight, so that its full collections, which pause requests,
         # have that much less to scan.

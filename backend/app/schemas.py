@@ -64,6 +64,10 @@ class HealthStatus(BaseModel):
     status: Literal["ok", "degraded"]
     database: Literal["connected", "unavailable"]
     db_latency_ms: float | None
+    # The database's schema against the code's Alembic head: "current" (at head), "pending"
+    # (behind, or never migrated: run the migrations), "unknown" (a revision this code does
+    # not know: a newer deploy migrated it); null when the database did not answer.
+    migrations: Literal["current", "pending", "unknown"] | None
     version: str
 
 

@@ -7,9 +7,14 @@
 #                    compose networks only, never published nor proxied by nginx
 #   DOCS_ENABLED     the API's /docs and /redoc pages (default false here: they
 #                    load swagger-ui and redoc from a CDN)
+#   HEALTH_REQUIRES_MIGRATIONS
+#                    /health is 503 until the database is at the code's migration
+#                    head (default true here: not ready on an unmigrated schema or
+#                    one a newer deploy migrated)
 set -eu
 
 export DOCS_ENABLED="${DOCS_ENABLED:-false}"
+export HEALTH_REQUIRES_MIGRATIONS="${HEALTH_REQUIRES_MIGRATIONS:-true}"
 
 if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
     if mkdir -p "$PROMETHEUS_MULTIPROC_DIR" 2>/dev/null && [ -w "$PROMETHEUS_MULTIPROC_DIR" ]; then

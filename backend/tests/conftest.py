@@ -13,6 +13,7 @@ import os
 import secrets
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -68,21 +69,34 @@ def alembic_config(url: URL) -> Config:
     return cfg
 
 
-@pytest.fixture(scope="session")
-def database_url() -> Iterator[URL]:
+@contextmanager
+def new_database() -> Iterator[URL]:
+    """A database of its own on the test server, empty (no migration run), dropped afterwards."""
     base = server_url()
     admin = _admin_engine(base)
     name = f"test_{secrets.token_hex(6)}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.set(database=name)
     try:
-        command.upgrade(alembic_config(url), "head")
-        yield url
+        yield base.set(database=name)
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[URL]:
+    with new_database() as url:
+        command.upgrade(alembic_config(url), "head")
+        yield url
+
+
+@pytest.fixture
+def empty_database_url() -> Iterator[URL]:
+    """A database no migration has touched, for one test."""
+    with new_database() as url:
+        yield url
 
 
 def make_settings(url: URL | str, **overrides: object) -> Settings:

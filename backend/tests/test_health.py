@@ -7,12 +7,15 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from alembic import command
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
 from app import __version__
+from app.core.migrations import code_revisions
 from app.main import create_app
-from tests.conftest import make_settings
+from tests.conftest import alembic_config, make_settings
 from tests.tcp_proxy import TcpProxy
 
 DB_DOWN = {"detail": "Database unavailable"}
@@ -26,6 +29,7 @@ def test_health_ok(client: TestClient) -> None:
     assert body["database"] == "connected"
     assert isinstance(body["db_latency_ms"], float)
     assert 0 <= body["db_latency_ms"] < 2000
+    assert body["migrations"] == "current"
     assert body["version"] == __version__
 
 
@@ -59,6 +63,7 @@ def _assert_degraded(client: TestClient, limit: float = 2.0) -> None:
         "status": "degraded",
         "database": "unavailable",
         "db_latency_ms": None,
+        "migrations": None,
         "version": __version__,
     }
     assert elapsed < limit, f"/health took {elapsed:.2f}s"
@@ -157,3 +162,50 @@ def test_requests_do_not_hang_on_a_frozen_database(database_url: URL) -> None:
             assert client.get("/health").status_code == 200
     finally:
         proxy.stop()
+
+
+def _health(database_url: URL, **overrides: object) -> tuple[int, dict]:
+    for client in _down_client(database_url, **overrides):
+        response = client.get("/health")
+        return response.status_code, response.json()
+    raise AssertionError("no client")
+
+
+def _set_revision(database_url: URL, revision: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = :r"), {"r": revision})
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_health_says_whether_the_schema_is_at_the_code_head(empty_database_url: URL, required: bool) -> None:
+    """Never migrated: "pending"; at head: "current"; at a revision the code does not know (a
+    newer deploy migrated it, then was rolled back): "unknown". Not at head is 503 (not
+    ready) only where HEALTH_REQUIRES_MIGRATIONS is set, as in the prod image."""
+    not_ready = 503 if required else 200
+    status, body = _health(empty_database_url, HEALTH_REQUIRES_MIGRATIONS=required)
+    assert (status, body["migrations"], body["database"]) == (not_ready, "pending", "connected")
+    assert body["status"] == ("degraded" if required else "ok")
+
+    command.upgrade(alembic_config(empty_database_url), "head")
+    status, body = _health(empty_database_url, HEALTH_REQUIRES_MIGRATIONS=required)
+    assert (status, body["migrations"], body["status"]) == (200, "current", "ok")
+
+    newer = "f" * 12
+    assert newer not in code_revisions().known
+    _set_revision(empty_database_url, newer)
+    status, body = _health(empty_database_url, HEALTH_REQUIRES_MIGRATIONS=required)
+    assert (status, body["migrations"]) == (not_ready, "unknown")
+
+
+def test_health_sees_a_pending_schema_become_current_without_a_restart(empty_database_url: URL) -> None:
+    cfg = alembic_config(empty_database_url)
+    scripts_head = code_revisions().head
+    for client in _down_client(empty_database_url, HEALTH_REQUIRES_MIGRATIONS=True):
+        assert client.get("/health").status_code == 503
+        command.upgrade(cfg, scripts_head)
+        response = client.get("/health")
+        assert (response.status_code, response.json()["migrations"]) == (200, "current")

@@ -108,6 +108,8 @@ export interface components {
             database: "connected" | "unavailable";
             /** Db Latency Ms */
             db_latency_ms: number | null;
+            /** Migrations */
+            migrations: ("current" | "pending" | "unknown") | null;
             /** Version */
             version: string;
         };
@@ -198,7 +200,7 @@ export interface operations {
                     "application/json": components["schemas"]["HealthStatus"];
                 };
             };
-            /** @description Database unavailable */
+            /** @description Database unavailable, or (HEALTH_REQUIRES_MIGRATIONS) its schema not at the code's head */
             503: {
                 headers: {
                     [name: string]: unknown;

@@ -218,6 +218,7 @@ def test_the_linters_in_their_order():
         "yamllint",
         "compose config (dev)",
         "compose config (prod)",
+        "alembic check",
         "api types",
         "eslint",
     ]

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
 
     # Upper bound for the whole /health database probe, seconds.
     HEALTH_CHECK_TIMEOUT: float = Field(default=1.5, gt=0, le=30)
+    # /health answers 503 (not ready) until the database's schema is at the code's migration
+    # head. Off by default, so a dev stack is healthy before its first `inv migrate`; the
+    # prod image's scripts/start.sh turns it on: its backend serves only a migrated schema.
+    HEALTH_REQUIRES_MIGRATIONS: bool = False
     # Deadline for a request to start its response, seconds; 0 disables. Past it the
     # request's work is cancelled (its transaction rolled back) and the answer is 503
     # with Retry-After, or 504 when a commit was already on its way (outcome unknown).

@@ -1,4 +1,5 @@
-"""GET /health: liveness plus a bounded database probe."""
+"""GET /health: liveness plus a bounded database probe, and whether the database's schema is
+at the code's migration head (readiness, where HEALTH_REQUIRES_MIGRATIONS is set)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.core.db import connections_lost
+from app.core.migrations import code_revisions
 from app.schemas import HealthStatus
 
 router = APIRouter(tags=["health"])
@@ -52,18 +54,49 @@ async def probe_database(request: Request) -> float | None:
     return None
 
 
+async def migration_state(request: Request) -> str | None:
+    """The database's revision against the code's head: "current", "pending" or "unknown"
+    (see HealthStatus.migrations); None when it did not answer within HEALTH_CHECK_TIMEOUT.
+
+    Once seen at head, it is not asked again: the head is this process's for its lifetime,
+    and a database only moves on with a newer deploy, which replaces this process."""
+    state = request.app.state
+    if getattr(state, "migrations_current", False):
+        return "current"
+    code = code_revisions()
+    try:
+        async with asyncio.timeout(state.settings.HEALTH_CHECK_TIMEOUT), state.pool.acquire() as conn:
+            revision = await conn.fetchval("SELECT version_num FROM alembic_version")
+    except asyncpg.UndefinedTableError:
+        return "pending"
+    except Exception as exc:  # noqa: BLE001 - the database probe has logged what is wrong
+        log.warning("health: cannot read the schema revision: %s", type(exc).__name__)
+        return None
+    state.migrations_current = revision == code.head
+    return "current" if revision == code.head else "pending" if revision in code.known else "unknown"
+
+
 @router.get(
     "/health",
     response_model=HealthStatus,
-    responses={503: {"model": HealthStatus, "description": "Database unavailable"}},
+    responses={
+        503: {
+            "model": HealthStatus,
+            "description": "Database unavailable, or (HEALTH_REQUIRES_MIGRATIONS) its schema not at the code's head",
+        }
+    },
 )
 async def health(request: Request) -> JSONResponse:
+    settings = request.app.state.settings
     latency = await probe_database(request)
-    ok = latency is not None
+    connected = latency is not None
+    migrations = await migration_state(request) if connected else None
+    ok = connected and (migrations == "current" or not settings.HEALTH_REQUIRES_MIGRATIONS)
     body = HealthStatus(
         status="ok" if ok else "degraded",
-        database="connected" if ok else "unavailable",
-        db_latency_ms=round(latency, 3) if ok else None,
-        version=request.app.state.settings.VERSION,
+        database="connected" if connected else "unavailable",
+        db_latency_ms=round(latency, 3) if connected else None,
+        migrations=migrations,
+        version=settings.VERSION,
     )
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
