@@ -64,6 +64,8 @@ class HealthStatus(BaseModel):
     status: Literal["ok", "degraded"]
     database: Literal["connected", "unavailable"]
     db_latency_ms: float | None
+    # The rate limiter's Redis; "degraded": the API is served without limits until it answers.
+    redis: Literal["connected", "degraded", "disabled"]
     version: str
 
 

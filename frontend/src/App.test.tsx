@@ -148,7 +148,13 @@ describe('App', () => {
         ? new Response(JSON.stringify({ detail: 'Database unavailable' }), { status: 503 })
         : undefined,
     );
-    backend.setHealth(503, { status: 'degraded', database: 'unavailable', db_latency_ms: null, version: '0.1.0' });
+    backend.setHealth(503, {
+      status: 'degraded',
+      database: 'unavailable',
+      db_latency_ms: null,
+      redis: 'connected',
+      version: '0.1.0',
+    });
     render(<App />);
 
     expect(await screen.findByRole('alert')).toHaveTextContent('Database unavailable');

@@ -108,6 +108,11 @@ export interface components {
             database: "connected" | "unavailable";
             /** Db Latency Ms */
             db_latency_ms: number | null;
+            /**
+             * Redis
+             * @enum {string}
+             */
+            redis: "connected" | "degraded" | "disabled";
             /** Version */
             version: string;
         };

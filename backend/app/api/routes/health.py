@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Literal
 
 import asyncpg
 from fastapi import APIRouter, Request
@@ -52,6 +53,16 @@ async def probe_database(request: Request) -> float | None:
     return None
 
 
+async def probe_redis(request: Request) -> Literal["connected", "degraded", "disabled"]:
+    """The rate limiter's Redis: "degraded" when it does not answer a PING in time (the API is
+    then served without limits: the limiter fails open), "disabled" with RATE_LIMIT_ENABLED
+    false. Never a reason for a 503: the backend itself is fine."""
+    limiter = request.app.state.rate_limiter
+    if limiter is None:
+        return "disabled"
+    return "connected" if await limiter.ping() else "degraded"
+
+
 @router.get(
     "/health",
     response_model=HealthStatus,
@@ -64,6 +75,7 @@ async def health(request: Request) -> JSONResponse:
         status="ok" if ok else "degraded",
         database="connected" if ok else "unavailable",
         db_latency_ms=round(latency, 3) if ok else None,
+        redis=await probe_redis(request),
         version=request.app.state.settings.VERSION,
     )
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
