@@ -60,7 +60,7 @@ def _load(bench):
         _wrk_runs(bench, f"api_list_{key}", f"GET /api/v1/todos {where}", url, "", pid, names)
     # What the rate limiter costs: the same list load through the frontend with it off.
     with _rate_limiter_off(bench, origin):
-        label = "GET /api/v1/todos via frontend, rate limiter off"
+        label = "GET /api/v1/todos via frontend, limiter off"
         _wrk_runs(bench, "api_list_via_frontend_unlimited", label, f"{origin}/api/v1/todos", "", None, names)
     for key, where, url, pid in _paths(bench, origin, note=False):
         _wrk_runs(bench, f"api_create_{key}", f"POST /api/v1/todos {where}", url, wrk.POST_TODO, pid, names)
