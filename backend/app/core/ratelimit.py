@@ -210,7 +210,8 @@ class FailOpenLog:
 
 class RateLimiter:
     """The per-client budget. `open()` and `close()` in the app's lifespan make and close the
-    worker's Redis client; `check()` decides one request."""
+    worker's Redis client; `client()` says whom a request counts for, `retry_after_ms()`
+    counts it and says whether it is refused."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -263,7 +264,8 @@ class RateLimiter:
         return wait_ms
 
     async def ping(self) -> bool:
-        """Whether Redis answers within REDIS_TIMEOUT (for /health)."""
+        """Whether Redis answers a PING (for /health), connecting and answering each within
+        REDIS_TIMEOUT."""
         if self.redis is None:
             return False
         try:
