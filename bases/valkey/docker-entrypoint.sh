@@ -2,7 +2,7 @@
 # The official valkey (and redis) images' entry point, reduced: options alone start the
 # server; the server drops root for the valkey user and needs a writable /data; protected
 # mode is off, as the official images compile it (a container publishes no port by itself),
-# unless a configuration file given first sets it.
+# unless the command line or a configuration file given first sets it.
 set -eu
 
 log() { echo "entrypoint: $*" >&2; }
@@ -16,6 +16,10 @@ case "$1" in
     valkey-server | redis-server) ;;
     *) exec "$@" ;;
 esac
+# What only prints and exits (--version, --help, ...) runs as it is.
+case "${2:-}" in
+    -v | --version | -h | --help | --test-memory | --check-system) exec "$@" ;;
+esac
 
 if [ "$(id -u)" = '0' ]; then
     find . \! -user valkey -exec chown valkey '{}' +
@@ -26,21 +30,22 @@ if [ ! -w . ]; then
     exit 1
 fi
 
-# Later arguments win: `--protected-mode no` goes before the caller's own options, after a
-# configuration file (which must come first), unless that file sets protected-mode itself.
+# Protected mode off, unless the command line or a configuration file given first sets it.
 server="$1"
 shift
-if [ "$#" -gt 0 ] && [ "${1%.conf}" != "$1" ]; then
-    config="$1"
-    shift
-    if grep -Eiq '^[[:space:]]*protected-mode[[:space:]]' "$config"; then
-        set -- "$server" "$config" "$@"
-    else
-        set -- "$server" "$config" --protected-mode no "$@"
+given=
+for arg in "$@"; do
+    if [ "$arg" = --protected-mode ]; then
+        given=yes
     fi
-else
-    set -- "$server" --protected-mode no "$@"
+done
+if [ "$#" -gt 0 ] && [ "${1%.conf}" != "$1" ] && grep -Eiq '^[[:space:]]*protected-mode[[:space:]]' "$1"; then
+    given=yes
 fi
+if [ -z "$given" ]; then
+    set -- "$@" --protected-mode no
+fi
+set -- "$server" "$@"
 
 # Files the server writes (dumps, append-only files) are its own only.
 if [ "$(umask)" = '0022' ]; then
