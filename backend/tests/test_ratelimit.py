@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import socket
 import threading
@@ -147,9 +148,9 @@ def test_health_and_the_root_are_not_limited(as_client: TestClient) -> None:
 
 def test_clients_have_budgets_of_their_own(limited_app) -> None:
     with TestClient(limited_app, client=(unique_address(), 1)) as first:
-        with TestClient(limited_app, client=(unique_address(), 1)) as second:
-            assert [first.get(TODOS).status_code for _ in range(6)] == [200] * 5 + [429]
-            assert second.get(TODOS).status_code == 200
+        assert [first.get(TODOS).status_code for _ in range(6)] == [200] * 5 + [429]
+    with TestClient(limited_app, client=(unique_address(), 1)) as second:
+        assert second.get(TODOS).status_code == 200
 
 
 def test_the_window_ends_and_the_budget_is_whole_again(database_url: URL) -> None:
@@ -184,8 +185,8 @@ def test_health_shows_redis_connected(client: TestClient) -> None:
 # --- failing open ------------------------------------------------------------------------
 
 
-def unchecked() -> float:
-    return REGISTRY.get_sample_value("rate_limit_unchecked_total") or 0.0
+def unchecked(reason: str = "redis") -> float:
+    return REGISTRY.get_sample_value("rate_limit_unchecked_total", {"reason": reason}) or 0.0
 
 
 @pytest.fixture
@@ -217,10 +218,16 @@ def test_a_frozen_redis_fails_open_and_is_not_asked_again_for_a_while(
         database_url, REDIS_URL=url, RATE_LIMIT_REQUESTS=1, REDIS_TIMEOUT=0.2, RATE_LIMIT_RETRY_S=60
     )
     before = unchecked()
-    with caplog.at_level(logging.WARNING, logger="app.core.ratelimit"):
-        with TestClient(create_app(settings), client=(unique_address(), 1)) as c:
+    app = create_app(settings)
+    # create_app set up the root logger's handlers anew: caplog's listens on the limiter's own.
+    limiter_log = logging.getLogger("app.core.ratelimit")
+    limiter_log.addHandler(caplog.handler)
+    try:
+        with TestClient(app, client=(unique_address(), 1)) as c:
             statuses = [c.get(TODOS).status_code for _ in range(10)]
             health = c.get("/health")
+    finally:
+        limiter_log.removeHandler(caplog.handler)
     # Within a budget of 1, ten requests went through: nothing could count them.
     assert statuses == [200] * 10
     assert unchecked() - before == 10
@@ -267,6 +274,23 @@ def test_limiting_resumes_when_redis_is_back(database_url: URL) -> None:
             assert c.get("/health").json()["redis"] == "connected"
     finally:
         proxy.stop()
+
+
+def test_a_request_that_finds_every_connection_busy_goes_on_without_waiting(database_url: URL) -> None:
+    async def scenario() -> tuple[int, float]:
+        rl = RateLimiter(make_settings(database_url, RATE_LIMIT_REQUESTS=1, REDIS_POOL_SIZE=2))
+        rl.open()
+        try:
+            rl.in_flight = 2  # two checks under way: the pool is spoken for
+            wait_ms = await rl.retry_after_ms(unique_address())
+            return wait_ms, rl.paused_until
+        finally:
+            await rl.close()
+
+    before = unchecked("busy")
+    wait_ms, paused_until = asyncio.run(scenario())
+    assert (wait_ms, unchecked("busy") - before) == (0, 1)
+    assert paused_until == -math.inf, "a busy pool is no Redis failure: the others must keep asking"
 
 
 def test_the_failure_log_is_one_line_per_minute_at_most(monkeypatch: pytest.MonkeyPatch, caplog) -> None:

@@ -112,9 +112,9 @@ class Settings(BaseSettings):
     # Seconds connecting or one command may take; past it the request goes on unchecked
     # (fail open), so a frozen Redis cannot hold up the API. A command takes well under 1 ms.
     REDIS_TIMEOUT: float = Field(default=0.1, gt=0, le=5)
-    # Most Redis connections per worker process: one per request in flight; a request that
-    # finds none free within REDIS_TIMEOUT goes on unchecked.
-    REDIS_POOL_SIZE: int = Field(default=50, ge=1, le=1000)
+    # Most Redis connections per worker process, one per check in flight; a request that finds
+    # them all in use goes on unchecked rather than wait.
+    REDIS_POOL_SIZE: int = Field(default=100, ge=1, le=1000)
 
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod

@@ -6,11 +6,13 @@ Retry-After (the counter's remaining lifetime) until the counter expires. One ro
 request: a Lua script (EVALSHA) that increments, sets the lifetime and reads it atomically, so
 every worker and replica shares the same budget and no request can slip between two commands.
 
-Fail open: when Redis does not answer within REDIS_TIMEOUT (down, frozen, unreachable, out of
-connections), the request goes through unchecked, and for RATE_LIMIT_RETRY_S after that so do
-the others without asking Redis, so an outage costs one timeout per period, not per request.
-Each such request is counted (rate_limit_unchecked_total); the log gets one line when it
-starts, one a minute while it lasts, and one when Redis answers again.
+Fail open: when Redis does not answer within REDIS_TIMEOUT (down, frozen, unreachable), the
+request goes through unchecked, and for RATE_LIMIT_RETRY_S after that so do the others without
+asking Redis, so an outage costs one timeout per period, not per request. A request that finds
+all of the worker's REDIS_POOL_SIZE connections busy goes through unchecked as well (without
+waiting, and without pausing the others). Each such request is counted
+(rate_limit_unchecked_total, by reason); the log gets one line when an outage starts, one a
+minute while it lasts, and one when Redis answers again.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import socket
 import time
 from collections.abc import Iterable
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
@@ -65,11 +67,11 @@ REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 def create_redis(settings: Settings) -> Redis:
     """The worker's Redis client: a pool of up to REDIS_POOL_SIZE connections, opened on first
     use (the app starts while Redis is down), each command bounded by REDIS_TIMEOUT and never
-    retried (a retry would only double the wait of a request that goes on unchecked anyway)."""
-    pool = BlockingConnectionPool.from_url(
+    retried (a retry would only double the wait of a request that goes on unchecked anyway).
+    The pool never runs out: RateLimiter lets no more checks run at once than it holds."""
+    pool = ConnectionPool.from_url(
         settings.REDIS_URL.get_secret_value(),
         max_connections=settings.REDIS_POOL_SIZE,
-        timeout=settings.REDIS_TIMEOUT,
         socket_timeout=settings.REDIS_TIMEOUT,
         socket_connect_timeout=settings.REDIS_TIMEOUT,
         retry=Retry(NoBackoff(), 0),
@@ -221,6 +223,8 @@ class RateLimiter:
         self.proxies = TrustedProxies(settings.TRUSTED_PROXIES)
         self.redis: Redis | None = None
         self.script: AsyncScript | None = None
+        self.pool_size = settings.REDIS_POOL_SIZE
+        self.in_flight = 0
         self.paused_until = -math.inf
         self.failures = FailOpenLog()
 
@@ -250,16 +254,22 @@ class RateLimiter:
         """0 while the client is within its budget, else the milliseconds until its window ends.
         Fails open: 0 when Redis does not answer."""
         if self.script is None or time.monotonic() < self.paused_until:
-            metrics.RATE_LIMIT_UNCHECKED.inc()
+            metrics.RATE_LIMIT_UNCHECKED.labels("redis").inc()
             self.failures.skipped()
             return 0
+        if self.in_flight >= self.pool_size:
+            metrics.RATE_LIMIT_UNCHECKED.labels("busy").inc()
+            return 0
+        self.in_flight += 1
         try:
             wait_ms = int(await self.script(keys=[client_key(client)], args=[self.window_ms, self.limit]))
         except REDIS_FAILURES as error:
             self.paused_until = time.monotonic() + self.retry_s
-            metrics.RATE_LIMIT_UNCHECKED.inc()
+            metrics.RATE_LIMIT_UNCHECKED.labels("redis").inc()
             self.failures.failed(error)
             return 0
+        finally:
+            self.in_flight -= 1
         self.failures.recovered()
         return wait_ms
 
