@@ -258,7 +258,7 @@ def test_up_prod_without_a_password_refuses_naming_it(stack):
 def test_unknown_service_lists_the_real_ones(stack):
     assert_one_line_failure(
         stack.inv("build", "--prod", "-s", "nosuch"),
-        "unknown service nosuch: choose from postgres, migrate, redis, backend, frontend",
+        "unknown service nosuch: choose from backend, frontend, migrate, postgres, redis",
     )
 
 
