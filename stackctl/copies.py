@@ -66,9 +66,10 @@ class TreeCopy:
     `inv()` runs its tasks as a user would. The name gets a random suffix: two runs sharing an
     engine never drive each other's stacks."""
 
-    def __init__(self, c, name, env=True):
+    def __init__(self, c, name, env=True, settings=None):
         """With env, the copy gets the project's .env, on free ports and with an image tag of
-        its own; without, it has no .env (a clean checkout: `inv setup` makes one)."""
+        its own, and with `settings` ({variable: value}, e.g. the rate limit) over it; without,
+        it has no .env (a clean checkout: `inv setup` makes one)."""
         self.name = f"{name}-{secrets.token_hex(3)}"
         (ROOT / ".cache").mkdir(exist_ok=True)
         self.path = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=ROOT / ".cache"))
@@ -87,7 +88,7 @@ class TreeCopy:
             config.stack.env_file = str(self.path / ".env")
             if env:
                 shutil.copy(ROOT / c.config.stack.env_file, self.path / ".env")
-                set_values(self.path / ".env", {**self.ports, "IMAGE_TAG": self.name})
+                set_values(self.path / ".env", {**self.ports, "IMAGE_TAG": self.name, **(settings or {})})
         except BaseException:
             shutil.rmtree(self.path, ignore_errors=True)
             raise

@@ -25,11 +25,14 @@ def _compose_error(result):
 
 
 def service_names(c, target):
-    """The services the compose file defines (Compose's own parse, so config errors surface here)."""
+    """The services the compose file defines (Compose's own parse, so config errors surface
+    here), sorted: Compose lists them in an order of their dependencies that varies from run
+    to run between services on the same level (postgres and redis), and what the tasks print
+    should not."""
     result = docker_compose(c, target, "config --services", hide=True, warn=True)
     if not result.ok:
         raise Problem(_compose_error(result))
-    return result.stdout.split()
+    return sorted(result.stdout.split())
 
 
 def check_services(c, target, requested):

@@ -25,6 +25,7 @@ from app.core.middleware import (
     RequestTimeoutMiddleware,
 )
 from app.core.migrations import code_revisions
+from app.core.ratelimit import RateLimiter, RateLimitMiddleware
 from app.schemas import AppInfo
 
 log = logging.getLogger("app")
@@ -63,6 +64,7 @@ async def database_error_handler(request: Request, exc: Exception) -> JSONRespon
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.LOG_LEVEL if not settings.DEBUG else "DEBUG", settings.LOG_FORMAT)
+    limiter = RateLimiter(settings) if settings.RATE_LIMIT_ENABLED else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -78,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.pool = await create_pool(settings)
         # The code's migration head, read once here rather than by the first /health.
         code_revisions()
+        if limiter is not None:
+            limiter.open()
         # What import and start-up made lives as long as the process: moved out of the
         # garbage collector's sight, so that its full collections, which pause requests,
         # have that much less to scan.
@@ -85,6 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if limiter is not None:
+                await limiter.close()
             await app.state.pool.close()
 
     app = FastAPI(
@@ -99,16 +105,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url="/redoc" if settings.DOCS_ENABLED else None,
     )
     app.state.settings = settings
+    app.state.rate_limiter = limiter
 
-    # Added innermost first. Outermost to innermost: RequestLog, CORS,
-    # RequestTimeout, BodySizeLimit; so every response (413s and 503s
-    # included) is logged, counted and CORS-tagged.
+    # Added innermost first. Outermost to innermost: RequestLog, CORS, RateLimit,
+    # RequestTimeout, BodySizeLimit; so every response (429s, 413s and 503s included) is
+    # logged, counted and CORS-tagged (a browser's script can read a 429), and a CORS
+    # preflight, which CORSMiddleware answers itself, does not count against the limit.
     app.add_middleware(BodySizeLimitMiddleware, max_body_size=settings.MAX_BODY_SIZE)
     app.add_middleware(
         RequestTimeoutMiddleware,
         timeout=settings.REQUEST_TIMEOUT,
         exempt_paths=frozenset({"/health"}),  # bounded by HEALTH_CHECK_TIMEOUT
     )
+    if limiter is not None:
+        app.add_middleware(RateLimitMiddleware, limiter=limiter)
     allow_all = "*" in settings.CORS_ORIGINS
     app.add_middleware(
         CORSMiddleware,

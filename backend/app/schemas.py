@@ -68,6 +68,8 @@ class HealthStatus(BaseModel):
     # (behind, or never migrated: run the migrations), "unknown" (a revision this code does
     # not know: a newer deploy migrated it); null when the database did not answer.
     migrations: Literal["current", "pending", "unknown"] | None
+    # The rate limiter's Redis; "degraded": the API is served without limits until it answers.
+    redis: Literal["connected", "degraded", "disabled"]
     version: str
 
 

@@ -41,9 +41,13 @@ python -m app.core.config
 # container.
 python -m app.core.metrics "${METRICS_PORT:-9100}" &
 
+# --no-proxy-headers: the client address stays the TCP peer's (uvicorn would otherwise take
+# X-Forwarded-For from 127.0.0.1); the rate limiter alone decides whom to believe
+# (TRUSTED_PROXIES, X-Real-IP).
 exec uvicorn app.main:app \
     --host 0.0.0.0 \
     --port "${PORT:-8000}" \
+    --no-proxy-headers \
     --workers "${WEB_CONCURRENCY:-2}" \
     --loop uvloop \
     --http httptools \

@@ -153,6 +153,7 @@ describe('App', () => {
       database: 'unavailable',
       db_latency_ms: null,
       migrations: null,
+      redis: 'connected',
       version: '0.1.0',
     });
     render(<App />);

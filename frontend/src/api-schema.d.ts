@@ -110,6 +110,11 @@ export interface components {
             db_latency_ms: number | null;
             /** Migrations */
             migrations: ("current" | "pending" | "unknown") | null;
+            /**
+             * Redis
+             * @enum {string}
+             */
+            redis: "connected" | "degraded" | "disabled";
             /** Version */
             version: string;
         };

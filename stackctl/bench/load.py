@@ -12,9 +12,11 @@ skipped and said so in the report's notes."""
 
 import os
 import shutil
+from contextlib import contextmanager
 
 from .. import Problem
 from ..compose import docker_compose
+from ..wait import wait_until
 from . import wrk
 from .loopback import http
 from .machine import container_stats, container_usage
@@ -53,19 +55,50 @@ def _load(bench):
         for service, figures in sorted(container_stats(bench.copy.ctx, names).items()):
             bench.add(f"mem_idle_{service}_mib", f"memory idle: {service}", "MiB", "load", figures["mem_mib"])
 
-    direct_pid = bench.copy.container_pid("backend", prod=True)
+    # Every GET runs before the first POST, so the list is read with exactly `rows` rows.
+    for key, where, url, pid in _paths(bench, origin):
+        _wrk_runs(bench, f"api_list_{key}", f"GET /api/v1/todos {where}", url, "", pid, names)
+    # What the rate limiter costs: the same list load through the frontend with it off.
+    with _rate_limiter_off(bench, origin):
+        label = "GET /api/v1/todos via frontend, limiter off"
+        _wrk_runs(bench, "api_list_via_frontend_unlimited", label, f"{origin}/api/v1/todos", "", None, names)
+    for key, where, url, pid in _paths(bench, origin, note=False):
+        _wrk_runs(bench, f"api_create_{key}", f"POST /api/v1/todos {where}", url, wrk.POST_TODO, pid, names)
+
+
+def _paths(bench, origin, note=True):
+    """(key, label, URL, network namespace PID or None) of each way to the backend: through
+    the frontend, and straight to the backend's current container where root can enter it."""
     paths = [("via_frontend", "via frontend", f"{origin}/api/v1/todos", None)]
+    direct_pid = bench.copy.container_pid("backend", prod=True)
     if os.geteuid() == 0 and shutil.which("nsenter") and direct_pid:
         paths.append(("direct", "backend direct", "http://127.0.0.1:8000/api/v1/todos", direct_pid))
-    else:
+    elif note:
         bench.notes.append(
             "backend direct: skipped (running wrk in the backend's network namespace "
             "needs root and nsenter); figures are through the frontend only"
         )
-    # Every GET runs before the first POST, so the list is read with exactly `rows` rows.
-    for endpoint, method, lua in (("list", "GET", ""), ("create", "POST", wrk.POST_TODO)):
-        for key, where, url, pid in paths:
-            _wrk_runs(bench, f"api_{endpoint}_{key}", f"{method} /api/v1/todos {where}", url, lua, pid, names)
+    return paths
+
+
+@contextmanager
+def _rate_limiter_off(bench, origin):
+    """The prod backend recreated with RATE_LIMIT_ENABLED=false, and afterwards as configured
+    again; each time until the frontend's /health shows its limiter in that state."""
+    _recreate_backend(bench, origin, enabled="false", shows="disabled")
+    yield
+    _recreate_backend(bench, origin, enabled="", shows="connected")
+
+
+def _recreate_backend(bench, origin, enabled, shows):
+    bench.copy.compose("up --detach --wait --no-deps backend", prod=True, env={"RATE_LIMIT_ENABLED": enabled})
+    if wait_until(lambda: _health(origin).get("redis") == shows, bench.wait_s, interval=0.2) is None:
+        raise Problem(f"bench: the prod backend's /health did not show its rate limiter {shows} in time")
+
+
+def _health(origin):
+    response = http("GET", f"{origin}/health")
+    return response.json() if response.status_code == 200 else {}
 
 
 def _wrk_runs(bench, key, label, url, lua, netns_pid, names):

@@ -18,7 +18,11 @@ class BenchCopy(TreeCopy):
     def __init__(self, c, log):
         if not (ROOT / c.config.stack.env_file).is_file():
             raise Problem(f"{c.config.stack.env_file} not found: run `inv setup` to create it")
-        super().__init__(c, "todostack-bench")
+        # The load comes from one client address: a limit it never reaches, so the limiter
+        # runs (and costs what it costs) without refusing anything.
+        super().__init__(
+            c, "todostack-bench", settings={"RATE_LIMIT_REQUESTS": c.config.bench.load.rate_limit_requests}
+        )
         self.log = log
         self.timeout = int(c.config.bench.command_timeout_s)
         self.ctx.config.run.timeout = self.timeout
@@ -47,9 +51,10 @@ class BenchCopy(TreeCopy):
         finally:
             run.out_stream = run.err_stream = None
 
-    def compose(self, command, prod=False):
+    def compose(self, command, prod=False, env=None):
+        """`docker compose COMMAND` on the copy's stack, with `env` over the copy's variables."""
         with self.logged():
-            result = docker_compose(self.ctx, self.target(prod), command, warn=True)
+            result = docker_compose(self.ctx, self.target(prod), command, warn=True, env={**self.env, **(env or {})})
         if not result.ok:
             raise Problem(f"bench: `docker compose {command}` failed; see the bench log")
         return result

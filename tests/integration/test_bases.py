@@ -241,6 +241,50 @@ def test_nginx_base_serves_a_file_as_non_root(images, unique, tmp_path):
         docker("rm", "-f", unique, check=False)
 
 
+def test_valkey_base_serves_redis_clients_with_the_official_interface(images, unique):
+    """Options alone start the server, which drops root for UID 999 and works in /data; a
+    client in another container reaches it (protected mode off); as the prod stack runs it
+    (UID 999, read-only root, no capabilities, a tmpfs on /data) it serves too; a /data it
+    cannot write stops it in one line; SIGTERM ends it cleanly."""
+    image = images["valkey"]
+
+    def cli(*args, network=unique):
+        return docker("run", "--rm", "--network", network, image, "redis-cli", "-h", unique, *args).stdout.strip()
+
+    def answers():
+        return docker("exec", unique, "redis-cli", "ping", check=False).stdout.strip() == "PONG"
+
+    docker("network", "create", unique)
+    try:
+        docker("run", "-d", "--name", unique, "--network", unique, image, "--save", "", "--appendonly", "no")
+        assert wait_for(answers), docker("logs", unique).stdout
+        assert [cli("INCR", "hits") for _ in range(2)] == ["1", "2"]
+        assert cli("CONFIG", "GET", "save") == "save"  # and an empty value (no RDB snapshots)
+        assert cli("CONFIG", "GET", "protected-mode").splitlines() == ["protected-mode", "no"]
+        assert process_uids(unique) == {"999"}
+        assert docker("exec", unique, "pwd").stdout.strip() == "/data"
+        assert "redis_version:7." in cli("INFO", "server")  # the Redis version it speaks
+        docker("kill", "--signal", "TERM", unique)
+        assert wait_for(lambda: docker("inspect", "-f", "{{.State.Running}}", unique).stdout.strip() == "false")
+        assert json.loads(docker("inspect", "-f", "{{json .State}}", unique).stdout)["ExitCode"] == 0
+        docker("rm", "--volumes", unique)  # with the anonymous volume of its /data
+
+        hardened = ["--user", "999:999", "--read-only", "--cap-drop", "ALL", "--tmpfs", "/data:uid=999,gid=999"]
+        docker("run", "-d", "--name", unique, "--network", unique, *hardened, image, "redis-server", "--save", "")
+        assert wait_for(answers), docker("logs", unique).stdout
+        assert cli("SET", "k", "v") == "OK"
+
+        refused = docker("run", "--rm", "--user", "4242:4242", image, check=False)
+        assert refused.returncode == 1
+        assert refused.stderr.strip() == (
+            "entrypoint: /data is not writable by user 4242: mount a volume or tmpfs the user can write, "
+            "or start as root"
+        )
+    finally:
+        docker("rm", "--force", "--volumes", unique, check=False)
+        docker("network", "rm", unique, check=False)
+
+
 def test_every_base_trusts_the_build_hosts_ca_bundle(images):
     host_bundle = Path("/etc/ssl/certs/ca-certificates.crt").read_text()
     for image in images.values():

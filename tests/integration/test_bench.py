@@ -18,18 +18,22 @@ import pytest
 from stackctl.copies import copy_tree
 from tests.helpers import ROOT, inv
 
+STACK_SERVICES = ("postgres", "redis", "backend", "frontend")
 SECTIONS = {
     "build": ["cold_build_backend_s", "cold_build_frontend_s", "cold_build_total_s"],
     "rebuild": ["rebuild_backend_s", "rebuild_frontend_s"],
     "sizes": ["size_backend_mb", "size_over_base_backend_mb", "size_frontend_mb", "size_over_base_frontend_mb"],
-    "load": [
-        f"{kind}_{service}_mib" for kind in ("mem_idle", "mem_load") for service in ("postgres", "backend", "frontend")
-    ]
-    + [f"cpu_load_{who}_pct" for who in ("postgres", "backend", "frontend", "wrk", "host")]
+    "load": [f"{kind}_{service}_mib" for kind in ("mem_idle", "mem_load") for service in STACK_SERVICES]
+    + [f"cpu_load_{who}_pct" for who in (*STACK_SERVICES, "wrk", "host")]
     + [
         f"api_{endpoint}_{path}_{figure}"
         for endpoint in ("list", "create")
         for path in (("via_frontend", "direct") if os.geteuid() == 0 else ("via_frontend",))
+        for figure in ("rps", "p50_ms", "p99_ms", *(f"cpu_ms_{who}" for who in STACK_SERVICES))
+    ]
+    # The same list load with the rate limiter off: what the limiter costs (Redis idle then).
+    + [
+        f"api_list_via_frontend_unlimited_{figure}"
         for figure in ("rps", "p50_ms", "p99_ms", "cpu_ms_postgres", "cpu_ms_backend", "cpu_ms_frontend")
     ],
     "up": ["up_from_stopped_s", "up_from_nothing_s"],

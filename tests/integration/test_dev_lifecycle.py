@@ -24,7 +24,7 @@ def test_up_from_nothing_brings_every_service_up_healthy(stack, measure):
     start = time.monotonic()
     result = stack.ok("up")
     measure("dev: inv up from nothing (incl. build)", time.monotonic() - start, "s")
-    assert "postgres, backend, frontend healthy" in result.stdout
+    assert "backend, frontend, postgres, redis healthy" in result.stdout
     assert stack.url("FRONTEND_PORT") in result.stdout and stack.url("BACKEND_PORT") in result.stdout
     page = api(stack, "GET", "/", via="FRONTEND_PORT")
     assert page.status_code == 200 and '<div id="root">' in page.text

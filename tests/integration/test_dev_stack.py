@@ -109,7 +109,7 @@ def test_exec_runs_with_the_stack_up(stack):
 
 def test_logs_of_an_unknown_service_lists_the_real_ones(stack):
     assert_one_line_failure(
-        stack.inv("logs", "-s", "nosuch"), "unknown service nosuch: choose from postgres, backend, frontend"
+        stack.inv("logs", "-s", "nosuch"), "unknown service nosuch: choose from backend, frontend, postgres, redis"
     )
 
 

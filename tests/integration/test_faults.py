@@ -263,10 +263,12 @@ def test_down_then_up_keeps_the_data(stack):
 def test_docker_restart_of_every_container_keeps_the_data(stack):
     todos = create_todos(stack, 3, "before restart")
     running = docker("ps", "-q", "--filter", f"label=com.docker.compose.project={stack.prod_project}").stdout.split()
-    assert len(running) == 3, running  # postgres, backend, frontend (migrate has exited)
+    assert len(running) == 4, running  # postgres, redis, backend, frontend (migrate has exited)
     docker("restart", *running)
     back = wait_until(
-        lambda: all(container_healthy(stack, s) for s in ("postgres", "backend", "frontend")) and healthy(stack),
+        lambda: (
+            all(container_healthy(stack, s) for s in ("postgres", "redis", "backend", "frontend")) and healthy(stack)
+        ),
         timeout=120,
         interval=0.5,
     )

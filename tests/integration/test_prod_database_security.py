@@ -129,7 +129,7 @@ def test_an_existing_volume_without_the_app_role_gets_it_from_the_migrations(sta
 def test_no_secret_value_in_docker_inspect_of_any_container(stack):
     containers = prod_containers(stack)
     services = {c["Config"]["Labels"]["com.docker.compose.service"] for c in containers}
-    assert services == {"postgres", "migrate", "backend", "frontend"}
+    assert services == {"postgres", "redis", "migrate", "backend", "frontend"}
     text = json.dumps(containers)
     for variable in ("POSTGRES_PASSWORD", "APP_DB_PASSWORD"):
         value = stack.env_values[variable]
@@ -165,7 +165,7 @@ def test_the_data_network_is_internal_and_every_service_rotates_its_logs(stack):
         )
     stop_timeouts = {
         name: stack.inspect(name, prod=True)["Config"].get("StopTimeout")
-        for name in ("postgres", "backend", "frontend")
+        for name in ("postgres", "redis", "backend", "frontend")
     }
     # uvicorn's graceful shutdown takes up to 20 s: Compose must wait longer before its kill.
     assert stop_timeouts["backend"] > 20, stop_timeouts

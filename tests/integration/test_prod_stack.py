@@ -258,7 +258,7 @@ def test_up_prod_without_a_password_refuses_naming_it(stack):
 def test_unknown_service_lists_the_real_ones(stack):
     assert_one_line_failure(
         stack.inv("build", "--prod", "-s", "nosuch"),
-        "unknown service nosuch: choose from postgres, migrate, backend, frontend",
+        "unknown service nosuch: choose from backend, frontend, migrate, postgres, redis",
     )
 
 
@@ -295,6 +295,6 @@ def test_scan_finds_nothing_in_the_prod_images_headers_nor_containers(stack):
     origin = stack.url("PROD_PORT")
     assert f"ok    headers of {origin}/\n" in result.stdout
     assert f"ok    headers of {origin}/api/v1/todos\n" in result.stdout
-    for service in ("postgres", "backend", "frontend"):
+    for service in ("postgres", "redis", "backend", "frontend"):
         assert f"ok    container {stack.container(service, prod=True)}\n" in result.stdout
     assert "scan: every image clean; security headers in place; every container clean\n" in result.stdout

@@ -11,6 +11,7 @@ SBOMS = {
     "image-backend": {"fastapi", "asyncpg", "uvicorn", "python3"},
     "image-frontend": {"nginx", "react", "react-dom"},
     "image-postgres": {"postgresql-17", "libpq5"},
+    "image-redis": {"valkey-server", "libssl3t64"},
     "lock-python-backend": {"fastapi", "asyncpg", "alembic", "pytest"},
     "lock-python-tooling": {"invoke", "pytest", "cyclonedx-bom", "pip-audit"},
     "lock-npm-frontend": {"react", "vite", "typescript"},

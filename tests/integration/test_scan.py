@@ -165,5 +165,5 @@ def test_the_prod_stacks_containers_run_as_non_root_users(c, prod_stack):
         text=True,
         check=True,
     ).stdout.split()
-    assert len(ids) >= 3  # postgres, backend, frontend
+    assert len(ids) >= 4  # postgres, redis, backend, frontend
     assert [f for f in scan.scan_containers(c, ids, {}) if f.check == "user"] == []

@@ -56,7 +56,7 @@ def test_setup_creates_a_complete_env_with_secrets(set_up):
     assert set(assigned_keys((checkout.path / ".env.example").read_text())) <= set(env)
     assert len(env["POSTGRES_PASSWORD"]) >= 32
     assert "setup: created .env" in result.stdout
-    for variable in ("PYTHON_IMAGE", "NODE_IMAGE", "POSTGRES_IMAGE", "NGINX_IMAGE"):
+    for variable in ("PYTHON_IMAGE", "NODE_IMAGE", "POSTGRES_IMAGE", "NGINX_IMAGE", "REDIS_IMAGE"):
         assert subprocess.run(["docker", "image", "inspect", env[variable]], capture_output=True).returncode == 0, (
             f"{variable}={env[variable]} missing"
         )

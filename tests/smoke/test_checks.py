@@ -101,10 +101,14 @@ def test_assets(client, served, record_property):
 def test_health(client, record_property):
     body = json_of(expect_status(client.get("/health"), 200))
     assert body.get("database") == "connected", f"database {body.get('database')!r}, status {body.get('status')!r}"
+    # The rate limiter's Redis: degraded means the API is served without limits.
+    assert body.get("redis") in ("connected", "disabled"), f"redis {body.get('redis')!r} (the rate limiter's)"
     latency = body.get("db_latency_ms")
     latency = f" ({latency:.1f} ms)" if isinstance(latency, (int, float)) else ""
     record_property(
-        "detail", f"status {body.get('status')}, database connected{latency}, version {body.get('version')}"
+        "detail",
+        f"status {body.get('status')}, database connected{latency}, redis {body.get('redis')}, "
+        f"version {body.get('version')}",
     )
 
 

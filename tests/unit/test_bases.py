@@ -45,9 +45,9 @@ def test_no_debian_mirror():
 
 def test_select_all_by_default_and_refuses_unknown_names():
     c = MockContext(config=project_config())
-    assert bases.select(c, []) == ["python", "node", "postgres", "nginx"]
+    assert bases.select(c, []) == ["python", "node", "postgres", "nginx", "valkey"]
     assert bases.select(c, ["node"]) == ["node"]
-    with pytest.raises(Problem, match="unknown base nosuch: choose from python, node, postgres, nginx"):
+    with pytest.raises(Problem, match="unknown base nosuch: choose from python, node, postgres, nginx, valkey"):
         bases.select(c, ["nosuch"])
 
 
@@ -85,9 +85,10 @@ def test_setup_builds_only_what_cannot_be_pulled(monkeypatch, tmp_path):
     monkeypatch.setattr(bases, "try_pull", lambda c, image, timeout=120: image.startswith("nginxinc/"))
     monkeypatch.setattr(bases, "provide", lambda c, names: built.extend(names))
     overrides = bases.ensure_for_stack(MockContext(config=project_config()), env)
-    assert built == ["python"]
-    assert overrides == {"PYTHON_IMAGE": "localbase/python:3.13-slim"}
+    assert built == ["python", "valkey"]
+    assert overrides == {"PYTHON_IMAGE": "localbase/python:3.13-slim", "REDIS_IMAGE": "localbase/valkey:8"}
     assert "PYTHON_IMAGE=localbase/python:3.13-slim" in env.read_text()
+    assert "REDIS_IMAGE=localbase/valkey:8" in env.read_text()
 
 
 def labelled(c, name, digest=None):

@@ -37,6 +37,20 @@ def test_every_published_port_of_every_target_is_its_own(copy):
     assert env["IMAGE_TAG"] == copy.name and env["POSTGRES_PASSWORD"] == "pw"
 
 
+def test_settings_go_over_the_projects_env(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("POSTGRES_PASSWORD=pw\nRATE_LIMIT_REQUESTS=\n")
+    config = project_config(stack={"env_file": str(env)})
+    copy = TreeCopy(Context(config), "unit", settings={"RATE_LIMIT_REQUESTS": 1000, "RATE_LIMIT_WINDOW_S": 5})
+    try:
+        copied = read_env(copy.path / ".env")
+        assert (copied["RATE_LIMIT_REQUESTS"], copied["RATE_LIMIT_WINDOW_S"]) == ("1000", "5")
+        assert copied["POSTGRES_PASSWORD"] == "pw" and copied["IMAGE_TAG"] == copy.name
+        assert read_env(env)["RATE_LIMIT_REQUESTS"] == "", "the project's own .env changed"
+    finally:
+        shutil.rmtree(copy.path)
+
+
 def test_its_targets_are_its_own_projects_on_its_own_files(copy):
     dev, prod = copy.target(), copy.target(prod=True)
     assert dev.project == copy.name and prod.project == f"{copy.name}-prod"

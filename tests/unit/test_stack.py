@@ -53,3 +53,10 @@ def test_the_down_task_runs_stack_down(tmp_path, monkeypatch):
     monkeypatch.setattr(stack, "down", lambda c, target: calls.append(target.name))
     tasks.down(c, prod=True)
     assert calls == ["prod"]
+
+
+def test_service_names_come_in_one_order_whatever_order_compose_lists_them_in(tmp_path):
+    # Compose's dependency order varies between services on one level (postgres and redis).
+    for listing in ("postgres\nredis\nbackend\n", "redis\npostgres\nbackend\n"):
+        c = context(tmp_path, Result(stdout=listing))
+        assert stack.service_names(c, stack_target(c)) == ["backend", "postgres", "redis"]

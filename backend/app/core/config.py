@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -90,17 +91,53 @@ class Settings(BaseSettings):
     # Largest accepted request body, bytes (1 MiB).
     MAX_BODY_SIZE: int = Field(default=1024 * 1024, ge=1)
 
+    # Rate limiting of the API (paths under /api/; not /health, /, the OpenAPI document or the
+    # docs) per client address: at most RATE_LIMIT_REQUESTS requests in a window of
+    # RATE_LIMIT_WINDOW_S seconds, which starts with the client's first request (a fixed
+    # window); the requests past the limit get 429 with Retry-After, the seconds until it ends.
+    # The counters live in Redis (REDIS_URL), so every worker and replica shares one budget
+    # per client. False: no limit, and no connection to Redis.
+    RATE_LIMIT_ENABLED: bool = True
+    RATE_LIMIT_REQUESTS: int = Field(default=600, ge=1, le=1_000_000_000)
+    RATE_LIMIT_WINDOW_S: int = Field(default=60, ge=1, le=86_400)
+    # Seconds after a Redis failure during which requests go through unchecked without asking
+    # Redis at all: a Redis that is down or frozen costs one REDIS_TIMEOUT per worker and
+    # period, not one per request. Then the next request tries again.
+    RATE_LIMIT_RETRY_S: float = Field(default=1.0, gt=0, le=60)
+    # The peers allowed to name the client in X-Real-IP: the reverse proxy (nginx sets that
+    # header from the address it was connected from, replacing whatever the client sent).
+    # Host names (resolved again, at most once a second, when an unknown peer connects), IP
+    # addresses or networks (CIDR); comma-separated or a JSON list. From any other peer the
+    # header is ignored and the peer's own address is the client. Empty: the peer always is.
+    TRUSTED_PROXIES: Annotated[list[str], NoDecode] = []
+
+    # Redis (Valkey in the stacks): the rate limiter's counters, nothing else.
+    REDIS_URL: SecretStr = SecretStr("redis://redis:6379/0")
+    # Seconds connecting or one command may take; past it the request goes on unchecked
+    # (fail open), so a frozen Redis cannot hold up the API. A command takes well under 1 ms,
+    # but a worker busy with a burst of requests reads the answer late: 60 new connections at
+    # once on two busy cores took over 0.1 s, and each such false alarm let requests through
+    # unchecked for RATE_LIMIT_RETRY_S.
+    REDIS_TIMEOUT: float = Field(default=0.25, gt=0, le=5)
+    # Most Redis connections per worker process, one per check in flight; a request that finds
+    # them all in use goes on unchecked rather than wait.
+    REDIS_POOL_SIZE: int = Field(default=100, ge=1, le=1000)
+
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                value = json.loads(text)
-            else:
-                value = text.split(",")
-        if isinstance(value, (list, tuple)):
-            return [str(o).strip().rstrip("/") for o in value if str(o).strip()]
+        value = split_list(value)
+        if isinstance(value, list):
+            return [o.rstrip("/") for o in value]
+        return value
+
+    @field_validator("TRUSTED_PROXIES", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        value = split_list(value)
+        for entry in value if isinstance(value, list) else ():
+            if "/" in entry:
+                ipaddress.ip_network(entry, strict=False)  # a ValueError names the bad network
         return value
 
     @model_validator(mode="after")
@@ -129,6 +166,16 @@ class Settings(BaseSettings):
             port=self.DB_PORT,
             database=self.DB_NAME,
         )
+
+
+def split_list(value: Any) -> Any:
+    """A list setting given as "a,b" or as a JSON list: its non-empty items, stripped."""
+    if isinstance(value, str):
+        text = value.strip()
+        value = json.loads(text) if text.startswith("[") else text.split(",")
+    if isinstance(value, (list, tuple)):
+        return [str(item).strip() for item in value if str(item).strip()]
+    return value
 
 
 def read_secret_file(variable: str, path: Path) -> SecretStr:

@@ -33,6 +33,14 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 
+# Requests to the API that the rate limiter let through without a check (app.core.ratelimit
+# fails open), by reason: "redis", it did not answer (or had not answered a moment ago);
+# "busy", every pooled connection of the worker was in use. Their share of http_requests_total
+# is how open it was.
+RATE_LIMIT_UNCHECKED = Counter(
+    "rate_limit_unchecked_total", "API requests the rate limiter let through unchecked.", ("reason",)
+)
+
 
 def observe(method: str, path: str, status: int, seconds: float) -> None:
     labels = (method, path, str(status))

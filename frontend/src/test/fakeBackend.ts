@@ -26,7 +26,14 @@ export function fakeBackend(initial: Array<Pick<Todo, 'title'> & Partial<Todo>> 
   const calls: Call[] = [];
   let health: { status: number; body: Health } = {
     status: 200,
-    body: { status: 'ok', database: 'connected', db_latency_ms: 1.2, migrations: 'current', version: '0.1.0' },
+    body: {
+      status: 'ok',
+      database: 'connected',
+      db_latency_ms: 1.2,
+      migrations: 'current',
+      redis: 'connected',
+      version: '0.1.0',
+    },
   };
   let override: ((call: Call) => Response | Promise<Response> | undefined) | undefined;
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Literal
 
 import asyncpg
 from fastapi import APIRouter, Request
@@ -76,6 +77,16 @@ async def migration_state(request: Request) -> str | None:
     return "current" if revision == code.head else "pending" if revision in code.known else "unknown"
 
 
+async def probe_redis(request: Request) -> Literal["connected", "degraded", "disabled"]:
+    """The rate limiter's Redis: "degraded" when it does not answer a PING in time (the API is
+    then served without limits: the limiter fails open), "disabled" with RATE_LIMIT_ENABLED
+    false. Never a reason for a 503: the backend itself is fine."""
+    limiter = request.app.state.rate_limiter
+    if limiter is None:
+        return "disabled"
+    return "connected" if await limiter.ping() else "degraded"
+
+
 @router.get(
     "/health",
     response_model=HealthStatus,
@@ -97,6 +108,7 @@ async def health(request: Request) -> JSONResponse:
         database="connected" if connected else "unavailable",
         db_latency_ms=round(latency, 3) if connected else None,
         migrations=migrations,
+        redis=await probe_redis(request),
         version=settings.VERSION,
     )
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
