@@ -115,12 +115,9 @@ def test_setup_rebuilds_a_local_base_that_predates_its_recipe(monkeypatch, tmp_p
     env = tmp_path / ".env"
     env.write_text("POSTGRES_IMAGE=localbase/postgres:17\nNGINX_IMAGE=localbase/nginx-unprivileged:1.26\n")
     c = MockContext(config=project_config())
-    found = {
-        "localbase/postgres:17": labelled(c, "postgres", "0" * 16),
-        "localbase/nginx-unprivileged:1.26": labelled(c, "nginx"),
-        "python:3.13-slim": {"Id": "official"},
-        "node:22-slim": {"Id": "official"},
-    }
+    found = {spec["official"]: {"Id": "official"} for spec in c.config.bases.images.values()}
+    found["localbase/postgres:17"] = labelled(c, "postgres", "0" * 16)
+    found["localbase/nginx-unprivileged:1.26"] = labelled(c, "nginx")
     rebuilt = []
     monkeypatch.setattr(bases, "inspect_image", lambda c, image: found.get(image))
     monkeypatch.setattr(bases, "provide", lambda c, names: rebuilt.extend(names))
