@@ -142,8 +142,11 @@ def recipe_variable(name):
     return f"{name.upper()}_RECIPE"
 
 
-def out_of_date(c, name, image_inspect):
-    """True when a local base image was built from another recipe than bases/ holds now."""
+def out_of_date(c, name, image, image_inspect):
+    """True when `image` is the local stand-in of base `name` (not an official image) and was
+    built from another recipe than bases/ holds now."""
+    if image != c.config.bases.images[name]["local"]:
+        return False
     labels = ((image_inspect or {}).get("Config") or {}).get("Labels") or {}
     return labels.get(RECIPE_LABEL) != recipe_digest(c, name)
 
@@ -218,10 +221,9 @@ def ensure_for_stack(c, env_path):
     to_build, outdated = [], []
     for name, (_variable, image) in configured_images(c, env_path).items():
         found = inspect_image(c, image)
-        local = image == images[name]["local"]
-        if found and local and out_of_date(c, name, found):
+        if found and out_of_date(c, name, image, found):
             outdated.append(name)
-        elif not found and (local or not try_pull(c, image)):
+        elif not found and (image == images[name]["local"] or not try_pull(c, image)):
             to_build.append(name)
     if outdated:
         stale = ", ".join(images[name]["local"] for name in outdated)

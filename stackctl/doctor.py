@@ -111,10 +111,9 @@ def check_ports(c, engine_up, target=None):
 
 def check_base_images(c):
     findings = []
-    local = {name: spec["local"] for name, spec in c.config.bases.images.items()}
     for name, (variable, image) in bases.configured_images(c, ROOT / c.config.stack.env_file).items():
         found = inspect_image(c, image)
-        if found and image == local[name] and bases.out_of_date(c, name, found):
+        if found and bases.out_of_date(c, name, image, found):
             findings.append(
                 Finding("image", False, f"base image {image} predates bases/{name}/: run `inv bases --base {name}`")
             )
