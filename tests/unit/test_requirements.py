@@ -7,7 +7,9 @@ import pytest
 
 from tests.helpers import ROOT
 
-PIN = re.compile(r"^([A-Za-z0-9._-]+)==([^\s;\\]+)", re.M)
+# A package pinned with its extras (`cachecontrol[filecache]==...`, uv's --no-strip-extras) counts
+# as that package.
+PIN = re.compile(r"^([A-Za-z0-9._-]+)(?:\[[^\]]*\])?==([^\s;\\]+)", re.M)
 
 
 def normalized(name):
