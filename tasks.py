@@ -25,11 +25,13 @@ from stackctl import (
     lint,
     migrations,
     provision,
+    releases,
     sbom,
     scan,
     secrets,
     smoke,
     stack,
+    swarm,
 )
 from stackctl.compose import docker_compose, stack_target
 from stackctl.confirm import confirm
@@ -365,6 +367,72 @@ def images_(c, save):
 def k8s_(c, tag, registry="", output=None):
     """Render deploy/k8s for an image tag and validate it offline: Kubernetes schemas, then checkov's policies."""
     k8s.run(c, tag, registry=registry, output=output)
+
+
+@task(
+    help={"rm": "Remove the registry's container instead; the volume with the pushed images stays"},
+)
+def registry(c, rm=False):
+    """Run a local image registry (swarm.registry_publish) for `inv push` and the swarm's nodes."""
+    require_engine(c)
+    config = c.config.swarm
+    if rm:
+        removed = releases.remove_registry(c, config.registry_container)
+        print(
+            f"registry: {config.registry_container} {'removed' if removed else 'was not there'}; "
+            f"its images stay in volume {config.registry_volume} (docker volume rm it to delete them)"
+        )
+        return
+    image = bases.tool_image(c, "registry")
+    outcome = releases.run_registry(
+        c, config.registry_container, image, config.registry_publish, config.registry_volume
+    )
+    print(f"registry: {config.registry_container} ({image}) {outcome}, on {config.registry_publish}")
+
+
+RELEASE_HELP = "Image tag of the release (default: the git commit, refused with uncommitted changes)"
+REGISTRY_HELP = "Registry the swarm's nodes pull from, HOST:PORT[/PATH] (default: swarm.registry)"
+
+
+@task(help={"tag": RELEASE_HELP, "registry": REGISTRY_HELP})
+def push(c, tag=None, registry=None):
+    """Tag the production images (and the bases they run on) by release and push them to the registry."""
+    target = _ready(c, prod=True)
+    release = releases.release_tag(c, tag)
+    address = registry or c.config.swarm.registry
+    for image, ref in releases.push(c, target, address, release).items():
+        print(f"push: {image} -> {ref}")
+    print(f"push: release {release} is in {address}; deploy it with `inv deploy --tag {release}`")
+
+
+@task(
+    help={
+        "tag": RELEASE_HELP,
+        "registry": REGISTRY_HELP,
+        "rm": "Remove the stack from the swarm instead (its database volume stays on its node)",
+    }
+)
+def deploy(c, tag=None, registry=None, rm=False):
+    """Deploy the production stack to the swarm the Docker CLI points at: migrations first, then a rolling update."""
+    _ready(c, prod=True)  # .env, the engine, and the secret files the stack's secrets are made from
+    target = stack_target(c, name="swarm")
+    swarm.require_manager(c)
+    if rm:
+        swarm.remove(c, target.project, timeout=c.config.swarm.deploy_timeout)
+        print(f"deploy: stack {target.project} removed; its database volume stays on its node")
+        return
+    release = releases.release_tag(c, tag)
+    address = registry or c.config.swarm.registry
+    pinned = {
+        image: releases.pinned(c, releases.reference(address, image, release))
+        for image in images.stack_images(c, target).values()
+    }
+    started = time.monotonic()
+    path = swarm.deploy(c, target, pinned, timeout=c.config.swarm.deploy_timeout)
+    print(
+        f"deploy: {target.project} runs release {release} from {address}, converged in "
+        f"{time.monotonic() - started:.0f} s (stack file: {path.relative_to(ROOT)})"
+    )
 
 
 @task(help={"prod": "Production images (default: development images)"})

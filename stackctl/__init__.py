@@ -20,6 +20,8 @@ Invoke context, so tests drive them with a MockContext; a task chooses its stack
     doctor      `inv doctor`'s checks; ports: who holds a host port
     lint        `inv lint`: every linter, one function each
     scan        `inv scan`: what the production images must not contain
+    releases    a release's images in a registry: `inv registry`, `inv push`, digests to deploy by
+    swarm       `inv deploy`: the stack file made from the prod file, migrations first, rollbacks
     smoke       `inv smoke`: readiness, then the tests/smoke suite against a base URL
     bench/      `inv bench`: builds, start-up, reloads and load, measured in a copy
 """

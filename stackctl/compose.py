@@ -41,9 +41,10 @@ class Target:
         return args
 
 
-def stack_target(c, prod=False):
-    """The dev or the prod stack, as invoke.yaml's `stack.targets` describes it."""
-    name = "prod" if prod else "dev"
+def stack_target(c, prod=False, name=None):
+    """The dev or the prod stack (or the one `name`s, e.g. swarm), as invoke.yaml's
+    `stack.targets` describes it."""
+    name = name or ("prod" if prod else "dev")
     spec = c.config.stack.targets[name]
     return Target(
         name=name,
