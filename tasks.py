@@ -81,7 +81,8 @@ def setup(c, engine=False, test_tools=False, force=False, regenerate_secrets=Fal
     name="bases",
     iterable=["base"],
     help={
-        "base": "Build only this base (python, node, postgres, nginx, valkey); repeatable. Default: all",
+        "base": "Build only this base (python, node, postgres, nginx, valkey) or tool image (registry, "
+        "dockerd); repeatable. Default: every base, no tool image",
     },
 )
 def bases_(c, base=None):

@@ -20,16 +20,23 @@ HOST_INPUTS = BASES_DIR / "host"
 
 
 def names(c):
-    return list(c.config.bases.images)
+    """Every image `inv bases` can build: the stack's bases, then the tool images."""
+    return [*c.config.bases.images, *c.config.bases.tools]
+
+
+def spec(c, name):
+    """invoke.yaml's entry for a base or tool image: its official and local image names."""
+    bases = c.config.bases
+    return bases.images[name] if name in bases.images else bases.tools[name]
 
 
 def select(c, requested):
-    """The base names to build: all when none are requested; refuses unknown names."""
+    """The names to build: the stack's bases when none are requested; refuses unknown names."""
     known = names(c)
     unknown = [name for name in requested if name not in known]
     if unknown:
         raise Problem(f"unknown base {', '.join(unknown)}: choose from {', '.join(known)}")
-    return list(requested) or known
+    return list(requested) or list(c.config.bases.images)
 
 
 def debian_mirrors(sources_text):
@@ -145,7 +152,7 @@ def recipe_variable(name):
 def out_of_date(c, name, image, image_inspect):
     """True when `image` is the local stand-in of base `name` (not an official image) and was
     built from another recipe than bases/ holds now."""
-    if image != c.config.bases.images[name]["local"]:
+    if image != spec(c, name)["local"]:
         return False
     labels = ((image_inspect or {}).get("Config") or {}).get("Labels") or {}
     return labels.get(RECIPE_LABEL) != recipe_digest(c, name)
@@ -161,7 +168,7 @@ def build(c, selected):
     """Build `debian` (the rootfs trusting this host's CA bundle), then the selected local
     bases on top of it; returns {name: (image, size in MB)}."""
     bases = c.config.bases
-    env = {f"{name.upper()}_LOCAL_IMAGE": bases.images[name]["local"] for name in selected}
+    env = {f"{name.upper()}_LOCAL_IMAGE": spec(c, name)["local"] for name in selected}
     env.update(ROOTFS_IMAGE=bases.rootfs_image, DEBIAN_IMAGE=bases.debian_image, **node_pins(c))
     env.update({recipe_variable(name): recipe_digest(c, name) for name in ["debian", *selected]})
     target = Target(name="bases", project=bases.project_name, files=(ROOT / bases.compose_file,))
@@ -182,7 +189,7 @@ def build(c, selected):
             raise Problem(
                 f"building base images {', '.join(services)} failed ({last.strip()[:200]}); see the build output above"
             )
-    return {name: (bases.images[name]["local"], image_size_mb(c, bases.images[name]["local"])) for name in selected}
+    return {name: (spec(c, name)["local"], image_size_mb(c, spec(c, name)["local"])) for name in selected}
 
 
 def configured_images(c, env_path):
@@ -239,3 +246,24 @@ def ensure_for_stack(c, env_path):
     overrides = {images[name]["var"]: images[name]["local"] for name in to_build}
     set_values(env_path, overrides)
     return overrides
+
+
+def tool_image(c, name):
+    """The image to run tool `name` (invoke.yaml bases.tools: registry, dockerd) from: the
+    official one when it is here or can be pulled, else the local stand-in, built when it is
+    missing or was built from another recipe than bases/ holds now."""
+    tools = c.config.bases.tools
+    if name not in tools:
+        raise Problem(f"unknown tool image {name}: choose from {', '.join(tools)}")
+    official, local = tools[name]["official"], tools[name]["local"]
+    if inspect_image(c, official) or try_pull(c, official):
+        return official
+    found = inspect_image(c, local)
+    if not found or out_of_date(c, name, local, found):
+        print(
+            f"bases: rebuilding {local}: its recipe in bases/ changed since it was built"
+            if found
+            else f"bases: cannot pull {official}; building {local} from Debian packages"
+        )
+        provide(c, [name])
+    return local

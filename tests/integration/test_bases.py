@@ -3,6 +3,7 @@ stand-ins on machines without a registry, the official images elsewhere)."""
 
 import json
 import os
+import random
 import shlex
 import subprocess
 import uuid
@@ -16,6 +17,7 @@ from stackctl import bases
 from stackctl.compose import Target, docker_compose
 from stackctl.wait import wait_until
 from tests.helpers import ROOT, assert_one_line_failure, inv, project_config
+from tests.integration.pristine import DIND_FLAGS
 
 FIXTURES = "tests/integration/fixtures/compose.yaml"
 
@@ -292,3 +294,122 @@ def test_every_base_trusts_the_build_hosts_ca_bundle(images):
             continue
         inside = docker("run", "--rm", "--entrypoint", "sh", image, "-c", 'cat "$SSL_CERT_FILE"').stdout
         assert inside == host_bundle, f"{image} does not carry this host's CA bundle"
+
+
+@pytest.fixture(scope="module")
+def tool_images():
+    """The registry and dockerd tool images, built by `inv bases --base registry --base
+    dockerd` (as tool_image builds them where the official ones cannot be pulled), under tags
+    of their own that go with the module; {name: tag}."""
+    token = uuid.uuid4().hex[:8]
+    tags = {name: f"basecheck/{name}-{token}:test" for name in ("registry", "dockerd")}
+    try:
+        result = inv(
+            "bases",
+            "--base",
+            "registry",
+            "--base",
+            "dockerd",
+            env={f"INVOKE_BASES_TOOLS_{name.upper()}_LOCAL": tag for name, tag in tags.items()},
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        yield tags
+    finally:
+        docker("image", "rm", *tags.values(), check=False)
+
+
+@pytest.fixture
+def network(unique):
+    """A user-defined network whose subnet the inner engines leave alone (their own
+    docker_gwbridge takes 172.18.0.0/16: /work/shared/ENVIRONMENT.md); removed afterwards."""
+    for _ in range(10):
+        subnet = f"10.{random.randint(124, 250)}.{random.randint(0, 255)}.0/24"
+        if docker("network", "create", "--subnet", subnet, unique, check=False).returncode == 0:
+            break
+    else:
+        pytest.fail("no free /24 found for the test network")
+    try:
+        yield unique
+    finally:
+        docker("network", "rm", unique, check=False)
+
+
+def start_node(image, name, network, *dockerd_args):
+    """A Docker engine node of the dind image, as the Swarm deployment runs it: the flags that
+    let an engine run in a container here, its own /var/lib/docker volume and cgroup parent."""
+    docker(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--hostname",
+        name,
+        "--network",
+        network,
+        *DIND_FLAGS,
+        "-v",
+        f"{name}:/var/lib/docker",
+        image,
+        f"--cgroup-parent=/{name}",
+        *dockerd_args,
+    )
+    assert wait_for(lambda: docker("exec", name, "docker", "info", check=False).returncode == 0, timeout=60), docker(
+        "logs", name
+    ).stderr[-3000:]
+
+
+def remove_node(name):
+    """The node, its volume, and the cgroups its engine made (they are the host's: the node
+    has /sys/fs/cgroup bind-mounted). Stopped first, so that dockerd stops what it runs."""
+    docker("stop", "--time", "20", name, check=False)
+    docker("rm", "--force", name, check=False)
+    docker("volume", "rm", name, check=False)
+
+    def cgroups_removed():
+        left = list(Path("/sys/fs/cgroup").glob(f"*/{name}"))
+        for top in left:
+            for directory in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+                directory.rmdir()
+            top.rmdir()
+        return True
+
+    assert wait_for(cgroups_removed, timeout=20), f"cgroups of {name} are left under /sys/fs/cgroup"
+
+
+def test_registry_and_dind_tool_images_push_pull_and_run(tool_images, network, unique):
+    """A registry of the registry image takes a push from an engine of the dind image and
+    serves it back; that engine runs containers and a swarm; the registry runs as UID 999,
+    stores under /var/lib/registry and reports healthy."""
+    registry, node = f"{unique}-registry", f"{unique}-node"
+    image = project_config().bases.debian_image  # every local stand-in is built on it
+    pushed = f"{registry}:5000/basecheck/probe:1"
+    try:
+        docker("run", "-d", "--name", registry, "--network", network, tool_images["registry"])
+        start_node(tool_images["dockerd"], node, network, "--insecure-registry", f"{registry}:5000")
+
+        save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+        loaded = subprocess.run(
+            ["docker", "exec", "-i", node, "docker", "load"], stdin=save.stdout, capture_output=True, text=True
+        )
+        save.stdout.close()
+        assert save.wait(timeout=120) == 0 and loaded.returncode == 0, loaded.stderr
+        docker("exec", node, "docker", "tag", image, pushed)
+        docker("exec", node, "docker", "push", pushed)
+        docker("exec", node, "docker", "image", "rm", image, pushed)
+        docker("exec", node, "docker", "pull", pushed)
+        debian = docker("exec", node, "docker", "run", "--rm", pushed, "cat", "/etc/debian_version").stdout
+        assert debian.startswith("13."), debian
+        docker("exec", node, "docker", "swarm", "init", "--advertise-addr", "127.0.0.1")
+        assert docker("exec", node, "docker", "info", "-f", "{{.Swarm.LocalNodeState}}").stdout.strip() == "active"
+
+        assert process_uids(registry) == {"999"}
+        assert "0" in process_uids(node)  # dockerd, as in the official dind image
+        stored = docker("exec", registry, "ls", "/var/lib/registry/docker/registry/v2/repositories/basecheck").stdout
+        assert stored.split() == ["probe"]
+        assert wait_for(
+            lambda: docker("inspect", "-f", "{{.State.Health.Status}}", registry).stdout.strip() == "healthy",
+            timeout=40,
+        ), docker("inspect", "-f", "{{json .State.Health}}", registry).stdout
+    finally:
+        remove_node(node)
+        docker("rm", "--force", "--volumes", registry, check=False)

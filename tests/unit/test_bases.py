@@ -1,5 +1,6 @@
 import hashlib
 import io
+import json
 import os
 import re
 import subprocess
@@ -250,3 +251,90 @@ def test_fetch_refuses_to_run_without_a_pin(fetch):
     result = run(NODE_SHA256="")
     assert result.returncode == 2
     assert "NODE_SHA256 is not set" in result.stderr
+
+
+def test_tool_images_are_built_by_inv_bases_only_when_named():
+    c = MockContext(config=project_config())
+    assert bases.names(c) == ["python", "node", "postgres", "nginx", "valkey", "registry", "dockerd"]
+    assert "registry" not in bases.select(c, []) and "registry" not in bases.configured_images(c, "/nonexistent")
+    assert bases.select(c, ["registry", "dockerd"]) == ["registry", "dockerd"]
+    with pytest.raises(Problem, match=r"^unknown base nosuch: choose from python, .*, valkey, registry, dockerd$"):
+        bases.select(c, ["nosuch"])
+
+
+def tool_context(official_present=False, pulled=False, local=None):
+    """A MockContext in which `docker image inspect` finds registry:2 (official_present) and
+    localbase/registry:2 (local: its inspect dict, or None), and `docker pull registry:2`
+    succeeds (pulled). Any other command fails the test."""
+
+    def inspected(found):
+        return Result(stdout=json.dumps([found])) if found else Result(exited=1)
+
+    return MockContext(
+        config=project_config(),
+        run={
+            "docker image inspect registry:2": inspected({"Id": "official"} if official_present else None),
+            "docker pull registry:2": Result(exited=0 if pulled else 1),
+            "docker image inspect localbase/registry:2": inspected(local),
+        },
+    )
+
+
+@pytest.fixture
+def provided(monkeypatch):
+    """The names tool_image asks provide() to build (nothing is built)."""
+    built = []
+    monkeypatch.setattr(bases, "provide", lambda c, names: built.extend(names))
+    return built
+
+
+def test_tool_image_prefers_the_official_image_when_present(provided):
+    c = tool_context(official_present=True)
+    assert bases.tool_image(c, "registry") == "registry:2"
+    assert provided == []
+    assert [call.args[0] for call in c.run.call_args_list] == ["docker image inspect registry:2"]
+
+
+def test_tool_image_pulls_the_official_image_when_it_can(provided):
+    assert bases.tool_image(tool_context(pulled=True), "registry") == "registry:2"
+    assert provided == []
+
+
+def test_tool_image_builds_the_local_stand_in_when_missing(provided, capsys):
+    assert bases.tool_image(tool_context(), "registry") == "localbase/registry:2"
+    assert provided == ["registry"]
+    assert "cannot pull registry:2; building localbase/registry:2" in capsys.readouterr().out
+
+
+def test_tool_image_keeps_a_current_local_stand_in(provided):
+    c = tool_context(local=labelled(MockContext(config=project_config()), "registry"))
+    assert bases.tool_image(c, "registry") == "localbase/registry:2"
+    assert provided == []
+
+
+def test_tool_image_rebuilds_a_local_stand_in_built_from_another_recipe(provided, capsys):
+    c = tool_context(local=labelled(MockContext(config=project_config()), "registry", "0" * 16))
+    assert bases.tool_image(c, "registry") == "localbase/registry:2"
+    assert provided == ["registry"]
+    assert "rebuilding localbase/registry:2: its recipe in bases/ changed" in capsys.readouterr().out
+
+
+def test_tool_image_refuses_an_unknown_name_in_one_line():
+    with pytest.raises(Problem, match=r"^unknown tool image postgres: choose from registry, dockerd$"):
+        bases.tool_image(MockContext(config=project_config()), "postgres")
+
+
+def test_a_tool_image_builds_with_its_own_tag_and_recipe_label(monkeypatch):
+    calls = []
+
+    def compose(c, target, command, **kwargs):
+        calls.append((command, kwargs["env"]))
+        return Result()
+
+    monkeypatch.setattr(bases, "docker_compose", compose)
+    monkeypatch.setattr(bases, "image_size_mb", lambda c, image: 1.0)
+    c = MockContext(config=project_config())
+    assert bases.build(c, ["dockerd"]) == {"dockerd": ("localbase/docker:26-dind", 1.0)}
+    assert calls[1][0] == "--progress plain build dockerd"
+    assert calls[1][1]["DOCKERD_LOCAL_IMAGE"] == "localbase/docker:26-dind"
+    assert calls[1][1]["DOCKERD_RECIPE"] == bases.recipe_digest(c, "dockerd")
