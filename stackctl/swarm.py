@@ -42,9 +42,8 @@ def _memory(limit):
 
 
 def _tmpfs(entry):
-    """A compose tmpfs entry (PATH[:OPTIONS]) as a Swarm tmpfs mount. Swarm takes only size and
-    mode: an owner (uid=, gid=) cannot be given, so such a mount is left world-writable (1777,
-    with the sticky bit), as /tmp is."""
+    """A compose tmpfs entry (PATH[:OPTIONS]) as a Swarm tmpfs mount. A stack file takes only
+    a size: no owner (uid=, gid=) and no mode (`docker stack deploy` drops it)."""
     path, _, options = entry.partition(":")
     mount = {"type": "tmpfs", "target": path}
     settings = dict(option.partition("=")[::2] for option in options.split(",") if option)
@@ -69,6 +68,10 @@ def service(spec, image):
     swarm = {k: v for k, v in spec.items() if k not in UNSUPPORTED}
     swarm["image"] = image
     deploy = swarm.setdefault("deploy", {})
+    # Every service is addressed by its tasks' own addresses (its name resolves to all of them),
+    # not by a virtual IP: those need the kernel's IPVS, which not every host has (ours lack it),
+    # and the frontend balances over the backends and retries by itself.
+    deploy.setdefault("endpoint_mode", "dnsrr")
     limits = deploy.setdefault("resources", {}).setdefault("limits", {})
     if "mem_limit" in spec:
         limits.setdefault("memory", _memory(spec["mem_limit"]))
@@ -247,41 +250,46 @@ def _wait(c, what, timeout, check, interval=1.0):
 
 
 def deploy(c, target, images, timeout):
-    """Deploy the target's stack with `images` ({image in the compose file: pinned reference}):
-    the jobs and what they need first, waiting for the jobs to complete; then every service,
-    waiting until each has converged. Returns the stack file's path. Problem when a job
-    failed, or Swarm rolled an update back."""
+    """Deploy the target's stack with `images` ({image in the compose file: pinned reference})
+    in three steps, each waited for: what the jobs need (the database), then the jobs (the
+    migrations), then every service. Returns the stack file's path. Problem when a job failed,
+    or Swarm rolled an update back; what a step did not reach is left as it was."""
     stack = target.project
     config = compose_config(c, target)
     definition = stack_file(config, stack, images)
-    output = ROOT / "dist" / "swarm"
-    output.mkdir(parents=True, exist_ok=True)
+    services = definition["services"]
+    jobs = [s for s, spec in services.items() if spec["deploy"].get("mode") == "replicated-job"]
     first = jobs_first(config)
+    needed = [s for s in first if s not in jobs]
+    long_running = [s for s in services if s not in jobs]
     before = {name: found["Version"]["Index"] for name, found in stack_services(c, stack).items()}
+
+    def all_converged(names):
+        now = stack_services(c, stack)
+        return all(converged(c, now[s], updated=now[s]["Version"]["Index"] != before.get(s)) for s in names)
+
     with tempfile.TemporaryDirectory(prefix="swarm-") as scratch:
-        if first:
-            _deploy(c, stack, {**definition, "services": {s: definition["services"][s] for s in first}}, Path(scratch))
-            for job in (s for s in first if definition["services"][s]["deploy"].get("mode") == "replicated-job"):
+        try:
+            if needed:
+                _deploy(c, stack, {**definition, "services": {s: services[s] for s in needed}}, Path(scratch))
+                _wait(c, f"starting {', '.join(needed)}", timeout, lambda: all_converged(needed))
+            for job in jobs:
+                _deploy(c, stack, {**definition, "services": {s: services[s] for s in first}}, Path(scratch))
                 outcome = _wait(
                     c, f"the job {job}", timeout, lambda job=job: job_outcome(c, stack_services(c, stack)[job])
                 )
                 if outcome != "complete":
                     raise Problem(f"{job} {outcome}; nothing else was updated: see `docker service logs {stack}_{job}`")
-        _deploy(c, stack, definition, Path(scratch))
+            _deploy(c, stack, definition, Path(scratch))
+            _wait(c, "the deploy", timeout, lambda: all_converged(long_running))
+        except RolledBack as rolled:
+            raise Problem(
+                f"{rolled.service}'s new tasks failed ({rolled.message or 'unhealthy'}), and Swarm rolled it back "
+                f"to the version it ran before: see `docker service ps {rolled.service}`"
+            ) from None
+    output = ROOT / "dist" / "swarm"
+    output.mkdir(parents=True, exist_ok=True)
     (output / "stack.yml").write_text(yaml.safe_dump(definition, sort_keys=False))
-    long_running = [s for s, spec in definition["services"].items() if spec["deploy"].get("mode") != "replicated-job"]
-
-    def all_converged():
-        now = stack_services(c, stack)
-        return all(converged(c, now[s], updated=now[s]["Version"]["Index"] != before.get(s)) for s in long_running)
-
-    try:
-        _wait(c, "the deploy", timeout, all_converged)
-    except RolledBack as rolled:
-        raise Problem(
-            f"{rolled.service}'s new tasks failed ({rolled.message or 'unhealthy'}), and Swarm rolled it back to "
-            f"the version it ran before: see `docker service ps {rolled.service}`"
-        ) from None
     remove_stale_secrets(c, stack, {spec["name"] for spec in definition["secrets"].values()})
     return output / "stack.yml"
 

@@ -80,6 +80,7 @@ def test_what_swarm_lacks_is_translated_and_the_rest_kept(config):
     for spec in stack["services"].values():
         assert not set(spec) & set(swarm.UNSUPPORTED), spec
     assert postgres["deploy"] == {
+        "endpoint_mode": "dnsrr",
         "resources": {"limits": {"memory": "512M", "pids": 200}},
         "placement": {"constraints": ["node.labels.db == true"]},
         "restart_policy": {"condition": "any"},
