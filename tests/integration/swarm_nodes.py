@@ -1,8 +1,8 @@
 """A Docker Swarm of three nodes on this one machine: each node a container running an engine
 of its own (the dind tool image, bases/dockerd), on a network of their own, one manager and two
-workers. The manager's engine answers on a unix socket under a directory of the host (so the
-host's `inv` drives it through DOCKER_HOST) and publishes the stack's public port on loopback;
-every engine trusts the plain-HTTP registry that `inv registry` runs on the manager.
+workers. Each engine answers on a unix socket under a directory of the host too (so the host's
+`inv` drives it through DOCKER_HOST); the manager publishes the stack's public port on
+loopback; every engine trusts the plain-HTTP registry that `inv registry` runs on the manager.
 
 ENVIRONMENT.md, "Docker inside Docker": the flags that replace --privileged here, a subnet the
 inner engines do not use, and no IPVS (no service virtual IPs, no ingress routing mesh: the
@@ -42,10 +42,9 @@ class Cluster:
         self.sockets = Path(tempfile.mkdtemp(prefix=f"swarmtest-{token}-", dir=ROOT / ".cache"))
         self.created = []
 
-    @property
-    def docker_host(self):
-        """DOCKER_HOST for the manager's engine, from this machine."""
-        return f"unix://{self.sockets}/docker.sock"
+    def docker_host(self, node=None):
+        """DOCKER_HOST for a node's engine (the manager's by default), from this machine."""
+        return f"unix://{self.sockets}/{node or self.manager}/docker.sock"
 
     @property
     def registry(self):
@@ -76,11 +75,8 @@ class Cluster:
         docker("volume", "create", node)
         self.created.append(("volume", node))
         manager = node == self.manager
-        extra = (
-            ["-v", f"{self.sockets}:/run/outer", "-p", f"127.0.0.1:{self.public_port}:{self.public_port}"]
-            if manager
-            else []
-        )
+        (self.sockets / node).mkdir()
+        published = ["-p", f"127.0.0.1:{self.public_port}:{self.public_port}"] if manager else []
         docker(
             "run",
             "-d",
@@ -93,7 +89,9 @@ class Cluster:
             *DIND_FLAGS,
             "-v",
             f"{node}:/var/lib/docker",
-            *extra,
+            "-v",
+            f"{self.sockets / node}:/run/outer",
+            *published,
             self.image,
             "dockerd",
             # The inner containers' cgroups under one of the node's own (cgroup v1 here).
@@ -102,7 +100,8 @@ class Cluster:
             self.registry,
             "-H",
             "unix:///var/run/docker.sock",
-            *(["-H", "unix:///run/outer/docker.sock"] if manager else []),
+            "-H",
+            "unix:///run/outer/docker.sock",
         )
         self.created.append(("container", node))
 
