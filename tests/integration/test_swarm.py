@@ -177,7 +177,7 @@ def test_a_new_version_rolls_out_with_no_failed_request(swarm, measure):
         done = copy.inv("deploy", "--tag", "v2", env=env)
         return done, time.monotonic() - started
 
-    result, prober, (done, seconds), switched = under_load(copy, 75, deploy)
+    result, prober, (done, seconds), switched = under_load(copy, 100, deploy)
     assert done.returncode == 0, done.stdout + done.stderr
     measure("swarm_rolling_deploy_s", seconds, "s")
     measure("swarm_rolling_deploy_requests", result["requests"], "requests")
