@@ -22,6 +22,7 @@ from stackctl.bench import wrk
 from stackctl.compose import docker_compose, stack_target
 from stackctl.copies import TreeCopy
 from stackctl.images import stack_images
+from stackctl.wait import wait_until
 from tests.helpers import assert_one_line_failure, project_config
 from tests.integration.swarm_nodes import Cluster
 
@@ -230,27 +231,41 @@ def test_a_worker_that_dies_is_replaced_and_nothing_is_lost(swarm, measure):
     victim = next(node for node, _ in cluster.tasks(f"{stack(copy)}_backend") if node in cluster.workers)
     killed = {}
 
+    def replaced():
+        running = [node for node, state in cluster.tasks(f"{stack(copy)}_backend") if state == "Running"]
+        return len(running) == 2 and victim not in running
+
     def kill():
         killed["at"] = time.monotonic()
         cluster.stop(victim)
+        return wait_until(replaced, 80, 1)
 
-    result, prober, _, _ = under_load(copy, 90, kill)
-    bad = [
-        (t, latency, status)
-        for t, latency, status, _ in prober.seen
-        if t >= killed["at"] and (status != 200 or latency > 1)
-    ]
+    result, prober, replaced_s, _ = under_load(copy, 90, kill)
+    seen = [(t, latency, status) for t, latency, status, _ in prober.seen if t >= killed["at"]]
+    bad = [(t, latency, status) for t, latency, status in seen if status != 200 or latency > 1]
     degraded = (max(t + latency for t, latency, _ in bad) - killed["at"]) if bad else 0.0
     failed = result["errors"] + len(prober.failures())
+    print(f"node loss: replaced after {replaced_s} s; slow or failed probes (s after the kill, s, status):")
+    print("  " + ", ".join(f"{t - killed['at']:.1f}/{latency:.2f}/{status}" for t, latency, status in bad))
+    measure("swarm_node_loss_replaced_s", replaced_s or -1, "s")
     measure("swarm_node_loss_degraded_s", degraded, "s")
+    measure("swarm_node_loss_slow_probes", len(bad), "requests")
+    measure("swarm_node_loss_probe_max_s", max(latency for _, latency, _ in seen), "s")
     measure("swarm_node_loss_failed", failed, "requests")
     measure("swarm_node_loss_requests", result["requests"], "requests")
-    print(
-        f"node loss: {failed} failed of {result['requests']} (wrk {result['error_kinds']}), degraded {degraded:.1f} s"
+    measure("swarm_node_loss_p99_ms", result["p99_ms"], "ms")
+    assert replaced_s is not None, (
+        f"the backend on {victim} was not replaced within 80 s: {cluster.tasks(f'{stack(copy)}_backend')}"
     )
     running = [node for node, state in cluster.tasks(f"{stack(copy)}_backend") if state == "Running"]
     assert len(running) == 2 and victim not in running, running
     cluster.restart(victim)
+
+    def rejoined():
+        node = json.loads(cluster.on(cluster.manager, "node", "inspect", victim))[0]
+        return node["Status"]["State"] == "ready"
+
+    assert wait_until(rejoined, 90, 1) is not None, f"{victim} did not rejoin the swarm"
     for todo in created:
         assert requests.get(url(copy, f"/api/v1/todos/{todo}"), timeout=10).status_code == 200
     assert failed == 0, f"{failed} failed requests while {victim} was lost: wrk {result['error_kinds']}"
