@@ -1,7 +1,6 @@
 """The stack's images: which image each service builds, building them one by one, sizes, and
 exporting them as tarballs (for a cluster without a registry: minikube, kind)."""
 
-import json
 import os
 import re
 import shlex
@@ -12,15 +11,12 @@ from . import Problem
 from .budgets import ImageMeasure
 from .compose import docker_compose
 from .engine import image_size_mb, inspect_image
-from .stack import effective_env
+from .stack import config, effective_env
 
 
 def _services(c, target):
     """The services of the target's compose files, as `docker compose config` resolves them."""
-    result = docker_compose(c, target, "config --format json", hide=True, warn=True)
-    if not result.ok:
-        raise Problem((result.stderr.strip().splitlines() or ["docker compose config failed"])[-1])
-    return sorted(json.loads(result.stdout)["services"].items())
+    return sorted(config(c, target)["services"].items())
 
 
 def stack_images(c, target, built_only=False):

@@ -35,6 +35,15 @@ def service_names(c, target):
     return sorted(result.stdout.split())
 
 
+def config(c, target):
+    """Compose's resolved configuration of the target (`config --format json`: interpolated
+    from .env, paths absolute), as a dict."""
+    result = docker_compose(c, target, "config --format json", hide=True, warn=True)
+    if not result.ok:
+        raise Problem(_compose_error(result))
+    return json.loads(result.stdout)
+
+
 def check_services(c, target, requested):
     """The requested services (all when none are), refusing names the compose file lacks."""
     known = service_names(c, target)

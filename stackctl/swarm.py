@@ -6,14 +6,13 @@ rest, waiting until Swarm has converged or rolled back."""
 import hashlib
 import json
 import shlex
-import tempfile
-import time
 from pathlib import Path
 
 import yaml
 
 from . import ROOT, Problem
-from .compose import docker_compose
+from .stack import config as compose_config
+from .wait import wait_until
 
 # The compose file format `docker stack deploy` reads (Compose's own output is newer).
 STACK_FILE_VERSION = "3.9"
@@ -64,7 +63,7 @@ def service(spec, image):
     networks = spec.get("networks") or {}
     if not any(networks.values()):
         networks = sorted(networks)
-    spec = {**_pruned(spec), "networks": networks}
+    spec = _pruned(spec)
     swarm = {k: v for k, v in spec.items() if k not in UNSUPPORTED}
     swarm["image"] = image
     deploy = swarm.setdefault("deploy", {})
@@ -125,14 +124,6 @@ def jobs_first(config):
                 first.add(needed)
                 pending.append(needed)
     return sorted(first)
-
-
-def compose_config(c, target):
-    """Compose's config output for the target (interpolated from .env, paths absolute)."""
-    result = docker_compose(c, target, "config --format json", hide=True, warn=True)
-    if not result.ok:
-        raise Problem((result.stderr.strip().splitlines() or ["docker compose config failed"])[-1])
-    return json.loads(result.stdout)
 
 
 # --- the swarm -------------------------------------------------------------------------------
@@ -204,6 +195,14 @@ def job_outcome(c, service):
     return None
 
 
+class RolledBack(Exception):
+    """Swarm rolled back the update a deploy made to a service."""
+
+    def __init__(self, service, message):
+        super().__init__(f"{service}: {message}")
+        self.service, self.message = service, message
+
+
 def converged(c, service, updated):
     """True when a long-running service runs what its spec says, healthy; RolledBack when
     Swarm rolled back the update this deploy made (`updated`: its spec changed)."""
@@ -218,19 +217,18 @@ def converged(c, service, updated):
     return bool(ready) and len(ready) == len(running) and (desired is None or len(ready) == desired)
 
 
-class RolledBack(Exception):
-    def __init__(self, service, message):
-        super().__init__(f"{service}: {message}")
-        self.service, self.message = service, message
+# Each step's stack file: the last one deployed stays, for reading.
+STACK_FILE = ROOT / "dist" / "swarm" / "stack.yml"
 
 
-def _deploy(c, stack, definition, directory):
-    """`docker stack deploy` of a stack definition (written to a file in directory). Images are
-    pinned already: the CLI does not ask the registry again (it may not reach it)."""
-    path = directory / "stack.yml"
-    path.write_text(yaml.safe_dump(definition, sort_keys=False))
+def _deploy(c, stack, definition):
+    """`docker stack deploy` of a stack definition, written to STACK_FILE. Images are pinned
+    already: the CLI does not ask the registry again (it may not reach it)."""
+    STACK_FILE.parent.mkdir(parents=True, exist_ok=True)
+    STACK_FILE.write_text(yaml.safe_dump(definition, sort_keys=False))
     result = c.run(
-        f"docker stack deploy --resolve-image never --detach --quiet -c {shlex.quote(str(path))} {shlex.quote(stack)}",
+        f"docker stack deploy --resolve-image never --detach --quiet -c {shlex.quote(str(STACK_FILE))} "
+        f"{shlex.quote(stack)}",
         hide=True,
         warn=True,
     )
@@ -238,15 +236,22 @@ def _deploy(c, stack, definition, directory):
         raise Problem(f"docker stack deploy refused the stack: {(result.stderr or result.stdout).strip()[-300:]}")
 
 
-def _wait(c, what, timeout, check, interval=1.0):
-    """Polls check() (a value when done) until it returns one; Problem after timeout s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        outcome = check()
-        if outcome:
-            return outcome
-        time.sleep(interval)
-    raise Problem(f"{what} did not finish within {timeout:.0f} s: see `docker stack ps` and `docker service logs`")
+def _wait(what, timeout, done):
+    """Polls done() every second until it holds; Problem after timeout s."""
+    if wait_until(done, timeout, interval=1.0) is None:
+        raise Problem(f"{what} did not finish within {timeout:.0f} s: see `docker stack ps` and `docker service logs`")
+
+
+def _job_outcome_when_done(c, stack, job, timeout):
+    """Waits until the job's current run has finished; its outcome (job_outcome)."""
+    outcome = []
+
+    def finished():
+        outcome[:] = [job_outcome(c, stack_services(c, stack)[job])]
+        return outcome[0]
+
+    _wait(f"the job {job}", timeout, finished)
+    return outcome[0]
 
 
 def deploy(c, target, images, timeout):
@@ -268,30 +273,24 @@ def deploy(c, target, images, timeout):
         now = stack_services(c, stack)
         return all(converged(c, now[s], updated=now[s]["Version"]["Index"] != before.get(s)) for s in names)
 
-    with tempfile.TemporaryDirectory(prefix="swarm-") as scratch:
-        try:
-            if needed:
-                _deploy(c, stack, {**definition, "services": {s: services[s] for s in needed}}, Path(scratch))
-                _wait(c, f"starting {', '.join(needed)}", timeout, lambda: all_converged(needed))
-            for job in jobs:
-                _deploy(c, stack, {**definition, "services": {s: services[s] for s in first}}, Path(scratch))
-                outcome = _wait(
-                    c, f"the job {job}", timeout, lambda job=job: job_outcome(c, stack_services(c, stack)[job])
-                )
-                if outcome != "complete":
-                    raise Problem(f"{job} {outcome}; nothing else was updated: see `docker service logs {stack}_{job}`")
-            _deploy(c, stack, definition, Path(scratch))
-            _wait(c, "the deploy", timeout, lambda: all_converged(long_running))
-        except RolledBack as rolled:
-            raise Problem(
-                f"{rolled.service}'s new tasks failed ({rolled.message or 'unhealthy'}), and Swarm rolled it back "
-                f"to the version it ran before: see `docker service ps {rolled.service}`"
-            ) from None
-    output = ROOT / "dist" / "swarm"
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "stack.yml").write_text(yaml.safe_dump(definition, sort_keys=False))
+    try:
+        if needed:
+            _deploy(c, stack, {**definition, "services": {s: services[s] for s in needed}})
+            _wait(f"starting {', '.join(needed)}", timeout, lambda: all_converged(needed))
+        for job in jobs:
+            _deploy(c, stack, {**definition, "services": {s: services[s] for s in first}})
+            outcome = _job_outcome_when_done(c, stack, job, timeout)
+            if outcome != "complete":
+                raise Problem(f"{job} {outcome}; nothing else was updated: see `docker service logs {stack}_{job}`")
+        _deploy(c, stack, definition)
+        _wait("the deploy", timeout, lambda: all_converged(long_running))
+    except RolledBack as rolled:
+        raise Problem(
+            f"{rolled.service}'s new tasks failed ({rolled.message or 'unhealthy'}), and Swarm rolled it back "
+            f"to the version it ran before: see `docker service ps {rolled.service}`"
+        ) from None
     remove_stale_secrets(c, stack, {spec["name"] for spec in definition["secrets"].values()})
-    return output / "stack.yml"
+    return STACK_FILE
 
 
 def remove_stale_secrets(c, stack, current):
@@ -319,4 +318,4 @@ def remove(c, stack, timeout):
         )
         return not stack_services(c, stack) and not networks.stdout.strip()
 
-    _wait(c, f"removing {stack}", timeout, gone)
+    _wait(f"removing {stack}", timeout, gone)

@@ -269,3 +269,19 @@ def test_a_worker_that_dies_is_replaced_and_nothing_is_lost(swarm, measure):
     for todo in created:
         assert requests.get(url(copy, f"/api/v1/todos/{todo}"), timeout=10).status_code == 200
     assert failed == 0, f"{failed} failed requests while {victim} was lost: wrk {result['error_kinds']}"
+
+
+def test_deploy_rm_removes_the_stack_and_keeps_the_database_volume(swarm):
+    copy, cluster, env = swarm
+    removed = copy.inv("deploy", "--rm", env=env)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert "removed; its database volume stays" in removed.stdout
+    assert not services(copy, cluster)
+    namespace = f"label=com.docker.stack.namespace={stack(copy)}"
+    assert not cluster.on(cluster.manager, "network", "ls", "-q", "--filter", namespace)
+    assert not cluster.on(cluster.manager, "secret", "ls", "-q", "--filter", namespace)
+    volumes = cluster.on(cluster.manager, "volume", "ls", "-q").split()
+    assert f"{stack(copy)}_postgres-data" in volumes, volumes
+    registry = copy.inv("registry", "--rm", env=env)
+    assert registry.returncode == 0 and "removed" in registry.stdout, registry.stdout + registry.stderr
+    assert "todostack-registry" in cluster.on(cluster.manager, "volume", "ls", "-q").split()
