@@ -133,14 +133,18 @@ RECIPE_LABEL = "org.localbase.recipe"
 
 def recipe_digest(c, name):
     """What a local base is built from: its bases/NAME/ files, the debian base's (it is built
-    on it), the rootfs recipe and the pinned versions. A local image labelled with another
+    on it), the rootfs recipe and, for node, the pinned versions. A local image labelled with another
     digest predates a change of its recipe (say, the postgres entrypoint learning *_FILE)."""
     digest = hashlib.sha256()
     for directory in sorted({BASES_DIR / "debian", BASES_DIR / name}):
         for path in sorted(p for p in directory.rglob("*") if p.is_file()):
             digest.update(f"{path.relative_to(BASES_DIR)}\0".encode() + path.read_bytes() + b"\0")
     digest.update((BASES_DIR / "build-rootfs.sh").read_bytes())
-    digest.update(repr(sorted(node_pins(c).items())).encode())
+    # The pinned Node.js, npm and corepack go into the node base alone: in every digest, a
+    # build with other pins (say, the test of a wrong digest) relabelled, and so replaced, the
+    # debian image every base is built on.
+    if name == "node":
+        digest.update(repr(sorted(node_pins(c).items())).encode())
     return digest.hexdigest()[:16]
 
 

@@ -112,6 +112,13 @@ def test_recipe_digest_changes_with_a_file_of_the_base_or_of_debian(monkeypatch,
     assert bases.recipe_digest(c, "nginx") != before["nginx"]
 
 
+def test_the_node_pins_are_in_the_node_base_s_recipe_alone():
+    pinned = {name: bases.recipe_digest(MockContext(config=project_config()), name) for name in ("node", "debian")}
+    other = project_config(bases={"node_sha256": "0" * 64})
+    assert bases.recipe_digest(MockContext(config=other), "node") != pinned["node"]
+    assert bases.recipe_digest(MockContext(config=other), "debian") == pinned["debian"]
+
+
 def test_setup_rebuilds_a_local_base_that_predates_its_recipe(monkeypatch, tmp_path):
     env = tmp_path / ".env"
     env.write_text("POSTGRES_IMAGE=localbase/postgres:17\nNGINX_IMAGE=localbase/nginx-unprivileged:1.26\n")
