@@ -44,7 +44,8 @@ PROD_HELP = "Act on the production stack (docker-compose.prod.yml)"
 @task(
     help={
         "engine": "Also provision a Docker engine and Compose v2 when missing (Debian/Ubuntu, root)",
-        "test_tools": "Also install what the tests drive: chromium and wrk (Debian/Ubuntu, root)",
+        "test_tools": "Also install what the tests drive: chromium and wrk (Debian/Ubuntu, root), "
+        "and the registry and dind tool images",
         "force": "Rewrite .env from .env.example, keeping every value it has (secrets included)",
         "regenerate_secrets": "Give the secrets new values; refused while a database volume uses them",
     }
@@ -74,6 +75,9 @@ def setup(c, engine=False, test_tools=False, force=False, regenerate_secrets=Fal
     overrides = bases.ensure_for_stack(c, ROOT / env_file)
     for variable, image in overrides.items():
         print(f"setup: {variable}={image} written to {env_file}")
+    if test_tools:  # the swarm test's nodes and registry: there before the tests, like the bases
+        for name in c.config.bases.tools:
+            print(f"setup: tool image {bases.tool_image(c, name)} ready")
     print("setup: done; `inv doctor` checks everything")
 
 

@@ -10,6 +10,7 @@ The tests run in order, on one deployment. Figures go to reports/measurements.js
 import concurrent.futures
 import json
 import re
+import subprocess
 import threading
 import time
 
@@ -268,7 +269,28 @@ def test_a_worker_that_dies_is_replaced_and_nothing_is_lost(swarm, measure):
     assert wait_until(rejoined, 90, 1) is not None, f"{victim} did not rejoin the swarm"
     for todo in created:
         assert requests.get(url(copy, f"/api/v1/todos/{todo}"), timeout=10).status_code == 200
-    assert failed == 0, f"{failed} failed requests while {victim} was lost: wrk {result['error_kinds']}"
+    assert failed == 0, (
+        f"{failed} failed requests while {victim} was lost: wrk {result['error_kinds']}, statuses "
+        f"{result['statuses']}, probes {prober.failures()[:5]}; the frontend's and backend's errors:\n"
+        + errors_logged(cluster, stack(copy))
+    )
+
+
+def errors_logged(cluster, name):
+    """What the frontend logged besides normal answers (nginx logs its own answers and errors,
+    not the backend's), and the backend's 5xx answers, over the last 3 minutes."""
+    lines = []
+    for service, marker in (("frontend", ""), ("backend", '"status": 5')):
+        logs = subprocess.run(
+            ["docker", "exec", cluster.manager, "docker", "service", "logs", "--since", "3m", f"{name}_{service}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        lines += [
+            line for line in (logs.stdout + logs.stderr).splitlines() if marker in line and "GET /health" not in line
+        ]
+    return "\n".join(lines[-40:])
 
 
 def test_deploy_rm_removes_the_stack_and_keeps_the_database_volume(swarm):
