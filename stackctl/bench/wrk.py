@@ -56,6 +56,28 @@ function response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
 end
 """
+
+
+def read_write_mix(post_every, title):
+    """Lua for reads and writes: one request in `post_every` creates a todo ("TITLE N"), the
+    others read the list's first page."""
+    return (
+        f"local post_every = {post_every}\nlocal title = {json.dumps(title + ' ')}\n"
+        + r"""
+local counter = 0
+
+function request()
+  counter = counter + 1
+  if counter % post_every == 0 then
+    return wrk.format("POST", "/api/v1/todos", {["Content-Type"] = "application/json"},
+                      '{"title": "' .. title .. counter .. '"}')
+  end
+  return wrk.format("GET", "/api/v1/todos")
+end
+"""
+    )
+
+
 POST_TODO = r"""
 wrk.method = "POST"
 wrk.body = '{"title": "bench"}'

@@ -32,22 +32,7 @@ NAME_GONE_DEADLINE_S = 1.0  # the 502 once the name does not resolve any more
 BACK_DEADLINE_S = 3.0  # the origin's answers once a replica is healthy again
 DRAIN_S = 2  # Swarm's delay between taking a task out of DNS and stopping it
 
-LOAD = (
-    f"local post_every = {POST_EVERY}\n"
-    + """
-local counter = 0
-
-function request()
-  counter = counter + 1
-  if counter % post_every == 0 then
-    return wrk.format("POST", "/api/v1/todos", {["Content-Type"] = "application/json"},
-                      '{"title": "rolling ' .. counter .. '"}')
-  end
-  return wrk.format("GET", "/api/v1/todos")
-end
-"""
-    + wrk.COUNT_STATUSES
-)
+LOAD = wrk.read_write_mix(POST_EVERY, "rolling") + wrk.COUNT_STATUSES
 
 
 @pytest.fixture(scope="module")

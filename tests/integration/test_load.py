@@ -19,22 +19,7 @@ POST_EVERY = 5  # one request in five creates a todo; the others read the first 
 
 # The harness (stackctl.bench.wrk, as the bench uses it) drives the load with this request
 # mix, and counts the statuses; its done() hook prints the result.
-MIX = (
-    f"local post_every = {POST_EVERY}\n"
-    + """
-local counter = 0
-
-function request()
-  counter = counter + 1
-  if counter % post_every == 0 then
-    return wrk.format("POST", "/api/v1/todos", {["Content-Type"] = "application/json"},
-                      '{"title": "load ' .. counter .. '"}')
-  end
-  return wrk.format("GET", "/api/v1/todos")
-end
-"""
-    + wrk.COUNT_STATUSES
-)
+MIX = wrk.read_write_mix(POST_EVERY, "load") + wrk.COUNT_STATUSES
 
 
 @pytest.fixture(scope="module")
