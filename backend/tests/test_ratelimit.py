@@ -91,6 +91,21 @@ def test_a_name_that_no_longer_resolves_is_trusted_no_more() -> None:
     assert asyncio.run(scenario()) == frozenset()
 
 
+@pytest.mark.parametrize(
+    "error", [OSError(11, "Resource temporarily unavailable"), RuntimeError("can't start new thread")]
+)
+def test_a_look_up_that_fails_leaves_the_peer_untrusted_and_the_request_served(monkeypatch, error) -> None:
+    async def failing(*args: object, **kwargs: object) -> None:
+        raise error
+
+    async def scenario() -> bool:
+        proxies = TrustedProxies(["frontend"])
+        monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", failing)
+        return await proxies.trusts("10.0.0.9")
+
+    assert asyncio.run(scenario()) is False
+
+
 def test_client_keys_group_ipv6_by_64_and_unwrap_mapped_ipv4() -> None:
     assert client_key("192.0.2.1") == "ratelimit:192.0.2.1"
     assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::2") == "ratelimit:2001:db8:1:2::/64"

@@ -125,6 +125,10 @@ class TrustedProxies:
             await asyncio.wait_for(asyncio.shield(self._resolving), self.RESOLVE_TIMEOUT_S)
         except TimeoutError:
             log.warning("rate limit: looking up %s took over %s s", ", ".join(self.names), self.RESOLVE_TIMEOUT_S)
+        except Exception as error:  # noqa: BLE001 - a failed look-up must not fail the request
+            # Say, no thread for getaddrinfo under the container's PID limit: the request
+            # counts for its peer, as when the name does not resolve.
+            log.warning("rate limit: looking up %s failed: %s: %s", ", ".join(self.names), type(error).__name__, error)
         return peer in self.resolved
 
     async def resolve(self) -> None:
@@ -135,7 +139,7 @@ class TrustedProxies:
             for name in self.names:
                 try:
                     answers = await loop.getaddrinfo(name, None, type=socket.SOCK_STREAM)
-                except socket.gaierror:
+                except OSError:  # gaierror, and the resolver's system errors (EAI_SYSTEM)
                     continue
                 found.update(str(ipaddress.ip_address(answer[4][0])) for answer in answers)
             if found != self.resolved:
