@@ -285,15 +285,31 @@ def errors_logged(cluster, name):
     """What the frontend logged besides normal answers (nginx logs its own answers and errors,
     not the backend's), and the backend's 5xx answers, over the last 3 minutes."""
     lines = []
-    for service, marker in (("frontend", ""), ("backend", '"status": 5'), ("backend", '"level": "ERROR"')):
+    for service, markers in (("frontend", ("",)), ("backend", ('"status": 5', '"level": "ERROR"'))):
         logs = subprocess.run(
-            ["docker", "exec", cluster.manager, "docker", "service", "logs", "--since", "3m", f"{name}_{service}"],
+            [
+                "docker",
+                "exec",
+                cluster.manager,
+                "timeout",
+                "30",
+                "docker",
+                "service",
+                "logs",
+                "--tail",
+                "2000",
+                "--since",
+                "3m",
+                f"{name}_{service}",
+            ],
             capture_output=True,
             text=True,
             timeout=60,
         )
         lines += [
-            line for line in (logs.stdout + logs.stderr).splitlines() if marker in line and "GET /health" not in line
+            line
+            for line in (logs.stdout + logs.stderr).splitlines()
+            if any(m in line for m in markers) and "GET /health" not in line
         ]
     return "\n".join(lines[-40:])
 
