@@ -4,6 +4,7 @@ database that goes away (or stops answering) and comes back."""
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 
 
@@ -16,6 +17,7 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._flowing = threading.Event()
         self._flowing.set()
+        self._resetting: set[socket.socket] = set()
 
     def freeze(self) -> None:
         """Keep every connection open but pass no bytes: a hung server."""
@@ -52,6 +54,22 @@ class TcpProxy:
                 pass
             conn.close()
 
+    def reset(self) -> None:
+        """Reset the open connections (RST, as from a server that went away), and keep
+        accepting new ones."""
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            # Linger 0: closed with a RST. SHUT_RD wakes the thread pumping from it without
+            # sending anything (a FIN would be an orderly close).
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self._resetting.add(conn)
+            try:
+                conn.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+            conn.close()
+
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
@@ -78,6 +96,8 @@ class TcpProxy:
             pass
         finally:
             for s in (src, dst):
+                if s in self._resetting:
+                    continue
                 try:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
+import uvloop
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
@@ -289,6 +290,43 @@ def test_limiting_resumes_when_redis_is_back(database_url: URL) -> None:
             assert c.get("/health").json()["redis"] == "connected"
     finally:
         proxy.stop()
+
+
+def test_a_connection_reset_while_idle_fails_open_under_uvloop(database_url: URL) -> None:
+    """A pooled connection that Redis (or the way to it) resets while idle, as when Redis is
+    replaced on a lost swarm node: the next check fails open, and the one after the pause
+    counts again on a new connection. Under uvloop, the server's loop: writing on the reset
+    connection raises RuntimeError there, which once answered the request with a 500."""
+    redis_url = urlsplit(Settings(_env_file=None).REDIS_URL.get_secret_value())
+    proxy = TcpProxy(redis_url.hostname or "redis", redis_url.port or 6379)
+    proxy.start()
+    client = unique_address()
+
+    async def scenario() -> list[int]:
+        settings = make_settings(
+            database_url, REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0", RATE_LIMIT_REQUESTS=1, RATE_LIMIT_RETRY_S=0.2
+        )
+        rl = RateLimiter(settings)
+        rl.open()
+        try:
+            first = await rl.retry_after_ms(client)
+            proxy.reset()
+            await asyncio.sleep(0.2)  # the loop reads the RST and closes the connection's transport
+            after_reset = await rl.retry_after_ms(client)
+            await asyncio.sleep(0.3)  # past RATE_LIMIT_RETRY_S
+            return [first, after_reset, await rl.retry_after_ms(client)]
+        finally:
+            await rl.close()
+
+    before = unchecked()
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            first, after_reset, resumed = runner.run(scenario())
+    finally:
+        proxy.stop()
+    assert (first, after_reset) == (0, 0)
+    assert unchecked() - before == 1
+    assert resumed > 0, "the second request of a budget of 1 is refused once Redis is asked again"
 
 
 def test_a_request_that_finds_every_connection_busy_goes_on_without_waiting(database_url: URL) -> None:

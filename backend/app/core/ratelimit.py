@@ -61,7 +61,11 @@ return ttl
 """
 
 # Failures Redis or the way to it can cause; anything else is a bug and is raised.
-REDIS_FAILURES = (RedisError, OSError, TimeoutError)
+# RuntimeError: uvloop's (the server's loop, scripts/start.sh) answer to a command written on a
+# connection the server has reset meanwhile, "unable to perform operation on <TCPTransport
+# closed=True>"; redis-py passes it on as it is (the standard loop's is a ConnectionResetError).
+# It failed requests with a 500 when Redis was replaced on a swarm node's loss.
+REDIS_FAILURES = (RedisError, OSError, TimeoutError, RuntimeError)
 
 
 def create_redis(settings: Settings) -> Redis:
