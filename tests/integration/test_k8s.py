@@ -102,7 +102,7 @@ def test_postgres_starts_as_its_statefulset_runs_it_on_a_claim_as_the_kubelet_ma
     """postgres.yaml's settings on our postgres image: its user, group and fsGroup; a claim
     whose root belongs to root and the fsGroup (setgid, group-writable, as the kubelet leaves
     it) with a fresh ext4's lost+found; PGDATA in a subdirectory; a read-only root with its
-    emptyDirs (tmpfs here); the password as a file only the group can read."""
+    emptyDirs (tmpfs here); the password as a file only the group can read; its args."""
     documents = yaml.safe_load_all((ROOT / "deploy" / "k8s" / "postgres.yaml").read_text())
     (statefulset,) = [doc for doc in documents if doc["kind"] == "StatefulSet"]
     pod = statefulset["spec"]["template"]["spec"]
@@ -127,13 +127,16 @@ def test_postgres_starts_as_its_statefulset_runs_it_on_a_claim_as_the_kubelet_ma
         options += ["--security-opt", "no-new-privileges", "-v", f"{name}:{claim}", "-v", f"{secrets}:/run/secrets:ro"]
         options += [arg for path in tmpfs for arg in ("--tmpfs", path)]
         options += [arg for variable, value in env.items() for arg in ("-e", f"{variable}={value}")]
-        assert docker("run", "-d", "--name", name, *options, image)
+        assert docker("run", "-d", "--name", name, *options, image, *container["args"])
         probe = container["readinessProbe"]["exec"]["command"]
         ready = wait_until(lambda: docker("exec", name, *probe), timeout=60, interval=0.5)
         logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True)
         assert ready is not None, (logs.stdout + logs.stderr)[-2000:]
-        query = ["sh", "-c", 'PGPASSWORD=k8s-test-password psql -h 127.0.0.1 -U app -d app -tAc "SELECT 1"']
-        assert docker("exec", name, *query)
+        # Over TCP: the connection settings of the container's args apply (a unix socket shows 0).
+        sql = "SELECT current_setting('tcp_keepalives_idle'), current_setting('tcp_user_timeout')"
+        query = ["sh", "-c", f'PGPASSWORD=k8s-test-password psql -h 127.0.0.1 -U app -d app -tAc "{sql}"']
+        answer = subprocess.run(["docker", "exec", name, *query], capture_output=True, text=True, timeout=60)
+        assert answer.stdout.strip() == "30|30000", answer.stdout + answer.stderr
     finally:
         docker("rm", "-f", name)
         docker("volume", "rm", name)

@@ -265,6 +265,12 @@ def test_memory_limits_are_the_compose_files():
         assert main["resources"]["limits"]["memory"] == limit[:-1] + units[limit[-1]], name
 
 
+def test_postgres_runs_with_the_compose_files_settings():
+    (postgres,) = containers(find("StatefulSet", "postgres")[0])
+    assert postgres["args"] == COMPOSE["postgres"]["command"]
+    assert "tcp_user_timeout=30000" in postgres["args"]
+
+
 def test_what_compose_mounts_as_tmpfs_is_an_emptydir_of_the_same_path():
     for workload in (o for o in objects() if o["kind"] in WORKLOADS):
         service = COMPOSE.get(workload["metadata"]["name"], {})
