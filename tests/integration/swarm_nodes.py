@@ -41,6 +41,7 @@ class Cluster:
         (ROOT / ".cache").mkdir(exist_ok=True)
         self.sockets = Path(tempfile.mkdtemp(prefix=f"swarmtest-{token}-", dir=ROOT / ".cache"))
         self.created = []
+        self.lost = {}
 
     def docker_host(self, node=None):
         """DOCKER_HOST for a node's engine (the manager's by default), from this machine."""
@@ -137,11 +138,53 @@ class Cluster:
         )
         return [(t["Node"], t["CurrentState"].split()[0]) for t in map(json.loads, lines.splitlines())]
 
+    def containers(self, node, service, running=False):
+        """The ids of a service's containers on a node: running ones, or all."""
+        label = f"label=com.docker.swarm.service.name={service}"
+        return self.on(node, "ps", "-q" if running else "-aq", "--filter", label, timeout=30).split()
+
+    def addresses(self, node, service):
+        """The addresses of a service's running containers on a node, on every network."""
+        ids = self.containers(node, service, running=True)
+        found = json.loads(self.on(node, "inspect", *ids)) if ids else []
+        return {n["IPAddress"] for c in found for n in c["NetworkSettings"]["Networks"].values() if n["IPAddress"]}
+
+    def service_logs(self, service, since_s):
+        """The lines the tasks of a service logged in the last since_s seconds,
+        read from each node's own engine: `docker service logs` goes through the manager, which
+        waits for a lost node (past a minute in a CI run)."""
+        lines = []
+        for node in self.nodes:
+            label = f"label=com.docker.swarm.service.name={service}"
+            ids = subprocess.run(
+                ["docker", "exec", node, "docker", "ps", "-aq", "--filter", label],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            if ids.returncode != 0:
+                lines.append(f"{node}: its engine did not list its containers: {ids.stderr.strip()[-200:]}")
+            for container in ids.stdout.split():
+                logs = subprocess.run(
+                    ["docker", "exec", node, "docker", "logs", "--since", f"{since_s}s", container],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                )
+                lines += [f"{node} {line}" for line in (logs.stdout + logs.stderr).splitlines()]
+        return lines
+
     def stop(self, node):
-        """The node dies: its engine and everything in it, at once."""
+        """The node is lost at once, as in a power cut: cut off the network first, so that no
+        connection it had is closed properly (no FIN or RST reaches the other nodes), then its
+        engine and everything in it killed."""
+        self.lost[node] = self.address(node)
+        docker("network", "disconnect", "--force", self.network, node)
         docker("kill", node)
 
     def restart(self, node):
+        """The lost node back, at its address."""
+        docker("network", "connect", "--ip", self.lost.pop(node), self.network, node)
         docker("start", node)
         assert wait_until(lambda: self.engine_answers(node), 90, 0.5) is not None, self.logs(node)
 
