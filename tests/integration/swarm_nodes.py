@@ -138,21 +138,21 @@ class Cluster:
         )
         return [(t["Node"], t["CurrentState"].split()[0]) for t in map(json.loads, lines.splitlines())]
 
-    def containers(self, node, service, running=False):
-        """The ids of a service's containers on a node: running ones, or all."""
+    def containers(self, node, service):
+        """The ids of a service's running containers on a node."""
         label = f"label=com.docker.swarm.service.name={service}"
-        return self.on(node, "ps", "-q" if running else "-aq", "--filter", label, timeout=30).split()
+        return self.on(node, "ps", "-q", "--filter", label, timeout=30).split()
 
     def addresses(self, node, service):
         """The addresses of a service's running containers on a node, on every network."""
-        ids = self.containers(node, service, running=True)
+        ids = self.containers(node, service)
         found = json.loads(self.on(node, "inspect", *ids)) if ids else []
         return {n["IPAddress"] for c in found for n in c["NetworkSettings"]["Networks"].values() if n["IPAddress"]}
 
     def service_logs(self, service, since_s):
-        """The lines the tasks of a service logged in the last since_s seconds,
-        read from each node's own engine: `docker service logs` goes through the manager, which
-        waits for a lost node (past a minute in a CI run)."""
+        """The lines the tasks of a service (stopped ones too) logged in the last since_s
+        seconds, read from each node's own engine: `docker service logs` goes through the
+        manager, which waits for a lost node (past a minute in a CI run)."""
         lines = []
         for node in self.nodes:
             label = f"label=com.docker.swarm.service.name={service}"

@@ -296,7 +296,7 @@ def test_a_worker_that_dies_is_replaced_and_nothing_is_lost(swarm, measure):
 
 def database_connections(cluster, name, addresses):
     """How many connections PostgreSQL (on the manager) has from these client addresses."""
-    (postgres,) = cluster.containers(cluster.manager, f"{name}_postgres", running=True)
+    (postgres,) = cluster.containers(cluster.manager, f"{name}_postgres")
     listed = ", ".join(f"'{address}'" for address in sorted(addresses))
     query = f"SELECT count(*) FROM pg_stat_activity WHERE host(client_addr) IN ({listed})"
     psql = f'psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -Atc "{query}"'
