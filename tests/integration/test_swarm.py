@@ -235,7 +235,8 @@ def test_a_worker_that_dies_is_replaced_and_nothing_is_lost(swarm, measure):
     # The worst case: the rate limiter's Redis dies with the backend, when they share a worker.
     victim = next((node for node in backends if node in redis), backends[0])
     lost_addresses = cluster.addresses(victim, f"{stack(copy)}_backend")
-    assert lost_addresses and database_connections(cluster, stack(copy), lost_addresses) > 0
+    (postgres,) = cluster.containers(cluster.manager, f"{stack(copy)}_postgres")
+    assert lost_addresses and database_connections(cluster, postgres, lost_addresses) > 0
     killed = {}
 
     def replaced():
@@ -243,7 +244,7 @@ def test_a_worker_that_dies_is_replaced_and_nothing_is_lost(swarm, measure):
         return len(running) == 2 and victim not in running
 
     def released():
-        return database_connections(cluster, stack(copy), lost_addresses) == 0
+        return database_connections(cluster, postgres, lost_addresses) == 0
 
     def kill():
         killed["at"] = time.monotonic()
@@ -294,9 +295,9 @@ def test_a_worker_that_dies_is_replaced_and_nothing_is_lost(swarm, measure):
     )
 
 
-def database_connections(cluster, name, addresses):
-    """How many connections PostgreSQL (on the manager) has from these client addresses."""
-    (postgres,) = cluster.containers(cluster.manager, f"{name}_postgres")
+def database_connections(cluster, postgres, addresses):
+    """How many connections PostgreSQL (its container on the manager) has from these client
+    addresses."""
     listed = ", ".join(f"'{address}'" for address in sorted(addresses))
     query = f"SELECT count(*) FROM pg_stat_activity WHERE host(client_addr) IN ({listed})"
     psql = f'psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -Atc "{query}"'
